@@ -1,0 +1,1 @@
+"""The lab: sweep the equivariance-invariance lever on real data and report."""

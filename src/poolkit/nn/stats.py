@@ -1,0 +1,8 @@
+"""Modules for the `stats` family, thin shells over :mod:`poolkit.functional.stats`."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
+
+# registry name -> (1-d, 2-d, 3-d) module classes
+POOLS: dict[str, tuple[type, type, type]] = {}
