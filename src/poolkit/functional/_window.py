@@ -171,11 +171,11 @@ def resolve(
             raise ValueError(f"padding must be an int, a tuple of ints, 'same' or 'valid', got {padding!r}")
     else:
         p = ntuple(padding, d, "padding", minimum=0)
-        for pi, e in zip(p, ext):
-            if pi > e // 2:
+        for pi, ki in zip(p, k):
+            if pi > ki // 2:  # torch's rule: every window keeps at least one input cell
                 raise ValueError(
-                    f"padding must be at most half the (dilated) kernel size, got padding={padding!r} "
-                    f"for kernel_size={kernel_size!r}, dilation={dilation!r}"
+                    f"padding must be at most half the kernel size, got padding={padding!r} "
+                    f"for kernel_size={kernel_size!r}"
                 )
         pads = tuple((pi, pi) for pi in p)
     out = []
