@@ -6,15 +6,23 @@ from typing import Any
 
 from .. import functional as PF
 from ..functional._window import IntOrTuple, OutputSize, Padding
+from ..functional.order import _check_k
 from .base import _PoolNd
 
-__all__ = ["MaxPool1d", "MaxPool2d", "MaxPool3d", "MinPool1d", "MinPool2d", "MinPool3d"]
+__all__ = [
+    "MaxPool1d", "MaxPool2d", "MaxPool3d",
+    "MedianPool1d", "MedianPool2d", "MedianPool3d",
+    "MinPool1d", "MinPool2d", "MinPool3d",
+    "RangePool1d", "RangePool2d", "RangePool3d",
+    "TopKPool1d", "TopKPool2d", "TopKPool3d",
+]
 
 
 class _MaxPoolNd(_PoolNd):
     """Max pooling; see :func:`poolkit.functional.max_pool` for the arguments.
 
     Example:
+        >>> import torch
         >>> MaxPool2d(2)(torch.rand(1, 3, 8, 8)).shape
         torch.Size([1, 3, 4, 4])
     """
@@ -71,7 +79,107 @@ class MinPool3d(_MinPoolNd):
     _dim = 3
 
 
+class _WindowPoolNd(_PoolNd):
+    """Order statistic over each window with dilation and no extra parameters."""
+
+    _has_dilation = True
+
+
+class _MedianPoolNd(_WindowPoolNd):
+    """Median pooling (lower median for even windows); see :func:`poolkit.functional.median_pool`.
+
+    Example:
+        >>> import torch
+        >>> MedianPool1d(3)(torch.tensor([[[3.0, 1.0, 2.0, 9.0, 7.0, 8.0]]]))
+        tensor([[[2., 8.]]])
+    """
+
+    fn = staticmethod(PF.median_pool)
+
+
+class _RangePoolNd(_WindowPoolNd):
+    """Range (max − min) pooling; see :func:`poolkit.functional.range_pool`.
+
+    Example:
+        >>> import torch
+        >>> RangePool2d(2)(torch.rand(1, 3, 8, 8)).shape
+        torch.Size([1, 3, 4, 4])
+    """
+
+    fn = staticmethod(PF.range_pool)
+
+
+class _TopKPoolNd(_PoolNd):
+    """Mean of the ``k`` largest values per window; see :func:`poolkit.functional.topk_pool`.
+
+    Example:
+        >>> import torch
+        >>> TopKPool1d(3, k=2)(torch.tensor([[[3.0, 1.0, 2.0, 9.0, 7.0, 8.0]]]))
+        tensor([[[2.5000, 8.5000]]])
+    """
+
+    _has_dilation = True
+    _repr_keys = ("k",)
+    fn = staticmethod(PF.topk_pool)
+
+    def __init__(
+        self,
+        kernel_size: IntOrTuple | None = None,
+        stride: IntOrTuple | None = None,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
+        ceil_mode: bool = False,
+        padding_mode: str = "zeros",
+        output_size: OutputSize = None,
+        k: int = 2,
+    ) -> None:
+        super().__init__(kernel_size, stride, padding, dilation, ceil_mode, padding_mode, output_size)
+        self.k = _check_k(k)
+
+    def fn_kwargs(self) -> dict[str, Any]:
+        return {**self.window_kwargs(), "k": self.k}
+
+
+class MedianPool1d(_MedianPoolNd):
+    _dim = 1
+
+
+class MedianPool2d(_MedianPoolNd):
+    _dim = 2
+
+
+class MedianPool3d(_MedianPoolNd):
+    _dim = 3
+
+
+class TopKPool1d(_TopKPoolNd):
+    _dim = 1
+
+
+class TopKPool2d(_TopKPoolNd):
+    _dim = 2
+
+
+class TopKPool3d(_TopKPoolNd):
+    _dim = 3
+
+
+class RangePool1d(_RangePoolNd):
+    _dim = 1
+
+
+class RangePool2d(_RangePoolNd):
+    _dim = 2
+
+
+class RangePool3d(_RangePoolNd):
+    _dim = 3
+
+
 POOLS: dict[str, tuple[type, type, type]] = {
     "max": (MaxPool1d, MaxPool2d, MaxPool3d),
     "min": (MinPool1d, MinPool2d, MinPool3d),
+    "median": (MedianPool1d, MedianPool2d, MedianPool3d),
+    "topk": (TopKPool1d, TopKPool2d, TopKPool3d),
+    "range": (RangePool1d, RangePool2d, RangePool3d),
 }

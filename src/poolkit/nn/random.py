@@ -1,8 +1,161 @@
-"""Modules for the `random` family, thin shells over :mod:`poolkit.functional.random`."""
+"""Modules for the random pools, thin shells over :mod:`poolkit.functional.random`.
+
+They draw in ``train()`` mode and are deterministic in ``eval()`` mode.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Any, ClassVar
+
+import torch
+
+from .. import functional as PF
+from ..functional._window import IntOrTuple, OutputSize, Padding
+from ..functional.random import Ratio, check_ratio
+from .base import _PoolNd
+
+__all__ = [
+    "FractionalMaxPool1d", "FractionalMaxPool2d", "FractionalMaxPool3d",
+    "StochasticPool1d", "StochasticPool2d", "StochasticPool3d",
+]
+
+
+class _StochasticPoolNd(_PoolNd):
+    """Stochastic pooling (Zeiler & Fergus 2013); see :func:`poolkit.functional.stochastic_pool`.
+
+    Draws one cell per window with probability proportional to its ReLU'd
+    activation in training; returns the probability-weighted mean in eval.
+
+    Args:
+        generator: random source for the draws (optional, for reproducibility).
+
+    Example:
+        >>> pool = StochasticPool2d(2).eval()
+        >>> pool(torch.rand(1, 3, 8, 8)).shape
+        torch.Size([1, 3, 4, 4])
+    """
+
+    fn = staticmethod(PF.stochastic_pool)
+
+    def __init__(
+        self,
+        kernel_size: IntOrTuple | None = None,
+        stride: IntOrTuple | None = None,
+        padding: Padding = 0,
+        ceil_mode: bool = False,
+        padding_mode: str = "zeros",
+        output_size: OutputSize = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(kernel_size, stride, padding, 1, ceil_mode, padding_mode, output_size)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        self.generator = generator
+
+    def fn_kwargs(self) -> dict[str, Any]:
+        return {**self.window_kwargs(), "training": self.training, "generator": self.generator}
+
+
+class _FractionalMaxPoolNd(_PoolNd):
+    """Fractional max pooling (Graham 2014); see :func:`poolkit.functional.fractional_max_pool`.
+
+    Fresh pseudo-random windows on every call in training, a fixed grid
+    (samples 0.5) in eval. ``output_ratio`` defaults to 0.5 (halving) when
+    neither it nor ``output_size`` is given; ``output_size=1`` without
+    ``kernel_size`` is the global max.
+
+    Args:
+        kernel_size: window size; optional with ``output_size``.
+        stride: must be ``None``: the strides are pseudo-random, set by the output size.
+        output_size: output size per dim.
+        output_ratio: output size as a fraction of the input, in ``(0, 1)``.
+        return_indices: also return the flat argmax indices.
+        generator: random source for the samples (optional).
+
+    Example:
+        >>> FractionalMaxPool1d(2)(torch.rand(1, 3, 10)).shape
+        torch.Size([1, 3, 5])
+    """
+
+    fn = staticmethod(PF.fractional_max_pool)
+    conformance_skip: ClassVar[dict[str, str]] = {
+        "shape": "output size is output_size or int(L * output_ratio), not the max-pool stride/padding formula",
+        "global": "the suite's kernel_size=5 window on a 5-cell input cannot fit the default output_ratio=0.5 "
+        "(output 2 needs kernel <= 4); the global form (output_size=1) is tested in tests/functional/test_random.py",
+    }
+
+    def __init__(
+        self,
+        kernel_size: IntOrTuple | None = None,
+        stride: None = None,
+        output_size: OutputSize = None,
+        output_ratio: Ratio | None = None,
+        return_indices: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if stride is not None:
+            raise ValueError(
+                f"stride must be None for fractional max pooling (its strides are pseudo-random, set by "
+                f"output_size/output_ratio), got stride={stride!r}"
+            )
+        if output_size is not None and output_ratio is not None:
+            raise ValueError("give either output_size or output_ratio, not both")
+        if output_ratio is not None:
+            check_ratio(output_ratio, self._dim)
+        super().__init__(kernel_size, None, 0, 1, False, "zeros", output_size)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        self.output_ratio = output_ratio
+        self.return_indices = return_indices
+        self.generator = generator
+
+    def fn_kwargs(self) -> dict[str, Any]:
+        return {
+            "kernel_size": self.kernel_size,
+            "output_size": self.output_size,
+            "output_ratio": self.output_ratio,
+            "return_indices": self.return_indices,
+            "training": self.training,
+            "generator": self.generator,
+        }
+
+    def extra_repr(self) -> str:
+        parts = [f"kernel_size={self.kernel_size}"]
+        if self.output_size is not None:
+            parts.append(f"output_size={self.output_size}")
+        else:
+            parts.append(f"output_ratio={0.5 if self.output_ratio is None else self.output_ratio}")
+        if self.return_indices:
+            parts.append("return_indices=True")
+        return ", ".join(parts)
+
+
+class StochasticPool1d(_StochasticPoolNd):
+    _dim = 1
+
+
+class StochasticPool2d(_StochasticPoolNd):
+    _dim = 2
+
+
+class StochasticPool3d(_StochasticPoolNd):
+    _dim = 3
+
+
+class FractionalMaxPool1d(_FractionalMaxPoolNd):
+    _dim = 1
+
+
+class FractionalMaxPool2d(_FractionalMaxPoolNd):
+    _dim = 2
+
+
+class FractionalMaxPool3d(_FractionalMaxPoolNd):
+    _dim = 3
+
 
 # registry name -> (1-d, 2-d, 3-d) module classes
-POOLS: dict[str, tuple[type, type, type]] = {}
+POOLS: dict[str, tuple[type, type, type]] = {
+    "stochastic": (StochasticPool1d, StochasticPool2d, StochasticPool3d),
+    "fractional_max": (FractionalMaxPool1d, FractionalMaxPool2d, FractionalMaxPool3d),
+}
