@@ -1,13 +1,21 @@
-"""Power-mean family: avg (lp, gem, lse, softpool, mixed, gated join them here).
+"""Power-mean family: avg, lp, gem, lse, softpool, mixed, gated.
 
 Every statistic here is a fused native average pooling of a pointwise map,
-``f^-1(avg_pool(g(x)))`` or a ratio of two average poolings, so memory stays a
-few output-sized buffers and the adaptive/global forms come for free.
+``f^-1(avg_pool(g(x)))``, a ratio of two average poolings, or a blend of native
+max and average poolings (mixed; gated adds one strided grouped convolution), so
+the adaptive/global forms come for free. lse and softpool first try the plain
+formula and fall back to a max-shifted form only where an exponential would
+overflow or a window's sum underflow (see :func:`lse_pool`).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ._window import (
@@ -15,6 +23,8 @@ from ._window import (
     OutputSize,
     Padding,
     Window,
+    adaptive_bounds,
+    adaptive_windows,
     check_input,
     check_padding_mode,
     crop,
@@ -23,8 +33,9 @@ from ._window import (
     resolve,
     resolve_output_size,
 )
+from .order import max_pool
 
-__all__ = ["avg_pool", "window_mean"]
+__all__ = ["avg_pool", "gated_pool", "gem_pool", "lp_pool", "lse_pool", "mixed_pool", "softpool", "window_mean"]
 
 
 def _avg_native(x: Tensor, k, s, p, ceil_mode: bool, count_include_pad: bool, divisor_override) -> Tensor:
@@ -65,7 +76,7 @@ def window_mean(
     zero = (0,) * win.dims
     y = crop(_avg_native(xp, win.kernel, win.stride, zero, win.ceil_mode, True, divisor_override), win.out)
     if padding_mode == "zeros" and not count_include_pad and win.padded and divisor_override is None:
-        ones = pad(x.new_ones((1, 1) + win.size), win, "zeros", 0.0)
+        ones = pad(x.new_ones((1, 1, *win.size)), win, "zeros", 0.0)
         frac = crop(_avg_native(ones, win.kernel, win.stride, zero, win.ceil_mode, True, None), win.out)
         y = y / frac
     return y
@@ -108,7 +119,9 @@ def avg_pool(
     """
     check_input(x)
     check_padding_mode(padding_mode)
-    if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(divisor_override, int) or divisor_override < 1):
+    if divisor_override is not None and (
+        isinstance(divisor_override, bool) or not isinstance(divisor_override, int) or divisor_override < 1
+    ):
         raise ValueError(f"divisor_override must be a positive int or None, got {divisor_override!r}")
     if output_size is not None:
         return window_mean(x, resolve_output_size(x, output_size))
@@ -117,3 +130,547 @@ def avg_pool(
     win = resolve(x, kernel_size, stride, padding, 1, ceil_mode)
     return window_mean(x, win, padding_mode, count_include_pad, divisor_override)
 
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def _work(x: Tensor) -> Tensor:
+    """Half-precision inputs are computed in float32: pow/exp/log overflow or lose too much in 16 bits."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _geometry(
+    x: Tensor,
+    kernel_size: IntOrTuple | None,
+    stride: IntOrTuple | None,
+    padding: Padding,
+    ceil_mode: bool,
+    padding_mode: str,
+    output_size: OutputSize,
+) -> Window | tuple[int, ...]:
+    """Validate the input and return a local :class:`Window` or an adaptive output size."""
+    check_input(x)
+    check_padding_mode(padding_mode)
+    if output_size is not None:
+        return resolve_output_size(x, output_size)
+    if kernel_size is None:
+        raise TypeError("kernel_size is required unless output_size is given")
+    return resolve(x, kernel_size, stride, padding, 1, ceil_mode)
+
+
+def _as_local(x: Tensor, win: Window | tuple[int, ...]) -> Window | tuple[int, ...]:
+    """Adaptive sizes that divide the input evenly are plain non-overlapping windows."""
+    if isinstance(win, Window):
+        return win
+    size = tuple(int(n) for n in x.shape[2:])
+    if all(n % o == 0 for n, o in zip(size, win)):
+        k = tuple(n // o for n, o in zip(size, win))
+        return Window(size, k, k, (1,) * len(k), tuple((0, 0) for _ in k), tuple(win), False)
+    return win
+
+
+def _channel_param(value: float | Tensor, x: Tensor, name: str, low: float | None = None) -> float | Tensor:
+    """A float, or a tensor of shape () / (C,) broadcast against ``x`` as ``(1, C, 1, ...)``.
+
+    ``low`` bounds floats only: a tensor's values are not checked, which would cost a device sync per call.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
+        raise TypeError(f"{name} must be a float or a tensor of shape () or (C,), got {type(value).__name__}")
+    if isinstance(value, Tensor):
+        if value.ndim == 1 and value.numel() == x.shape[1]:
+            value = value.view((1, -1) + (1,) * (x.ndim - 2))
+        elif value.ndim != 0:
+            raise ValueError(
+                f"{name} must be a scalar or have shape (C,) = ({x.shape[1]},), got shape {tuple(value.shape)}"
+            )
+        return value.to(_work(x).dtype)
+    value = float(value)
+    if low is not None and not value >= low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return value
+
+
+def _sum_count(x: Tensor, out: tuple[int, ...]) -> Tensor:
+    """Number of cells in each adaptive window, ``(*out)``, to turn adaptive means into sums."""
+    count = None
+    for i, (n, o) in enumerate(zip(x.shape[2:], out)):
+        starts, ends = adaptive_bounds(int(n), o)
+        c = torch.tensor([e - s for s, e in zip(starts, ends)], dtype=_work(x).dtype, device=x.device)
+        c = c.view((-1,) + (1,) * (len(out) - 1 - i))
+        count = c if count is None else count * c
+    assert count is not None
+    return count
+
+
+def _safe_root(s: Tensor, p: float | Tensor) -> Tensor:
+    """``s ** (1/p)`` for ``s >= 0`` with a finite (zero) gradient where ``s == 0``."""
+    pos = s > 0
+    return torch.where(pos, torch.where(pos, s, 1.0) ** (1.0 / p), 0.0)
+
+
+def _mean_valid(t: Tensor, win: Window, stride: tuple[int, ...] | None = None) -> Tensor:
+    s = win.stride if stride is None else stride
+    return _avg_native(t, win.kernel, s, (0,) * win.dims, win.ceil_mode or stride is not None, True, None)
+
+
+def _phase_reduce(
+    xp: Tensor, win: Window, terms: Callable[[Tensor, Tensor], list[Tensor]]
+) -> tuple[list[Tensor], Tensor]:
+    """Window means of ``terms(x, m)`` where ``m`` is each window's own maximum, constant inside it.
+
+    Overlapping windows cannot share one per-cell shift, so they are split into
+    ``prod(ceil(kernel / stride))`` phases whose windows do not overlap (stride
+    ``q * stride``); each phase runs one native max and one native average, and
+    the outputs are interleaved back. Non-overlapping windows are one phase.
+    ``xp`` is the padded input, with cells that must not count at ``-inf``.
+    Returns the means (``(N, C, *out)`` each) and the window maxima.
+    """
+    d = win.dims
+    q = tuple(-(-k // s) for k, s in zip(win.kernel, win.stride))
+    step = tuple(qi * s for qi, s in zip(q, win.stride))
+    full = all(qi == 1 for qi in q)
+    means: list[Tensor] | None = None
+    mx: Tensor | None = None
+    for phase in itertools.product(*(range(qi) for qi in q)):
+        n_out = tuple(-(-(o - g) // qi) for o, g, qi in zip(win.out, phase, q))
+        if any(n <= 0 for n in n_out):
+            continue
+        sub = xp
+        for i, (g, s) in enumerate(zip(phase, win.stride)):
+            sub = sub.narrow(2 + i, g * s, int(sub.shape[2 + i]) - g * s)
+        m = crop(native("max_pool", d)(sub, win.kernel, step, 0, 1, True), n_out)
+        m = torch.where(torch.isfinite(m), m, 0.0).detach()  # the shift cancels exactly: no gradient through it
+        up = m
+        for i, (st, n) in enumerate(zip(step, n_out)):
+            length = min(int(sub.shape[2 + i]), n * st)
+            up = up.repeat_interleave(st, dim=2 + i).narrow(2 + i, 0, length)
+            sub = sub.narrow(2 + i, 0, length)
+        ts = [crop(_mean_valid(t, win, step), n_out) for t in terms(sub, up)]
+        if full:
+            return ts, m
+        if means is None:
+            means = [t.new_zeros(t.shape[:2] + win.out) for t in ts]
+            mx = m.new_zeros(m.shape[:2] + win.out)
+        idx = (slice(None), slice(None), *tuple(slice(g, None, qi) for g, qi in zip(phase, q)))
+        for acc, t in zip(means, ts):
+            acc[idx] = t
+        assert mx is not None
+        mx[idx] = m
+    assert means is not None and mx is not None
+    return means, mx
+
+
+def _padded(x: Tensor, win: Window, padding_mode: str, counted: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Padded input, the same with uncounted padding at ``-inf`` (for maxima), and the counted-cell mask."""
+    xp = pad(x, win, padding_mode, 0.0)
+    if padding_mode != "zeros" or not win.padded or counted:
+        return xp, xp, None
+    mask = pad(x.new_ones((1, 1, *win.size)), win, "zeros", 0.0)
+    return xp, xp.masked_fill(mask == 0, -torch.inf), mask
+
+
+def _check_float(value: object, name: str, low: float | None = None, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    v = float(value)
+    if (low is not None and not v >= low) or (high is not None and not v <= high):
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+    return v
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def lp_pool(
+    x: Tensor,
+    kernel_size: IntOrTuple | None = None,
+    stride: IntOrTuple | None = None,
+    padding: Padding = 0,
+    ceil_mode: bool = False,
+    *,
+    p: float = 2.0,
+    padding_mode: str = "zeros",
+    output_size: OutputSize = None,
+) -> Tensor:
+    """Power sum ``(sum |x|^p)^(1/p)`` over each window (torch's LPPool semantics).
+
+    Equal to ``torch.nn.functional.lp_pool{1,2,3}d`` on non-negative input,
+    ``ceil_mode`` included (torch scales a window cut by the input edge by
+    ``kernel cells / cells inside``; so does this). Negative input uses ``|x|``,
+    so the result is a norm of the window (torch's op is NaN there for odd ``p``).
+    ``p = inf`` is the maximum of ``|x|``. Zero windows give 0 with a zero gradient.
+
+    Args:
+        x: input ``(N, C, *spatial)``, 1 to 3 spatial dims.
+        kernel_size: window size; required unless ``output_size``.
+        stride: default ``kernel_size``.
+        padding: ints (at most half the kernel), ``"same"`` or ``"valid"``.
+        ceil_mode: ceil instead of floor for the output size.
+        p: the power, ``p >= 1`` (``math.inf`` allowed).
+        padding_mode: ``"zeros"`` (zeros add nothing to the sum), ``"reflect"``, ``"replicate"``, ``"circular"``.
+        output_size: adaptive form (``1`` = global); each window's own cell count scales the mean.
+
+    Shape:
+        ``L_out = floor((L + 2 padding - kernel_size) / stride) + 1`` per dim.
+
+    Example:
+        >>> lp_pool(torch.tensor([[[3.0, 4.0, 0.0, 0.0]]]), 2, p=2.0)
+        tensor([[[5., 0.]]])
+    """
+    win = _geometry(x, kernel_size, stride, padding, ceil_mode, padding_mode, output_size)
+    p = _check_float(p, "p", 1.0, math.inf)
+    if math.isinf(p):
+        return max_pool(x.abs(), kernel_size, stride, padding, 1, ceil_mode,  # type: ignore[return-value]
+                        padding_mode=padding_mode, output_size=output_size)
+    xw = _work(x)
+    if p == 2.0:
+        t = xw * xw
+    elif p % 2 == 0:
+        t = xw**p
+    else:
+        t = xw.abs() if p == 1.0 else xw.abs() ** p
+    if isinstance(win, Window):
+        if win.ceil_mode:  # torch scales windows cut by the edge: kernel cells * their mean
+            s = window_mean(t, win, padding_mode) * math.prod(win.kernel)
+        else:
+            s = window_mean(t, win, padding_mode, divisor_override=1)
+    else:
+        s = window_mean(t, win) * _sum_count(x, win)
+    y = s if p == 1.0 else _safe_root(s, p)
+    return y.to(x.dtype)
+
+
+def gem_pool(
+    x: Tensor,
+    kernel_size: IntOrTuple | None = None,
+    stride: IntOrTuple | None = None,
+    padding: Padding = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    *,
+    p: float | Tensor = 3.0,
+    eps: float = 1e-6,
+    padding_mode: str = "zeros",
+    output_size: OutputSize = None,
+) -> Tensor:
+    """Generalized mean ``(mean clamp(x, eps)^p)^(1/p)`` over each window.
+
+    ``p = 1`` is the average (of ``clamp(x, eps)``), ``p -> inf`` the maximum.
+    ``p`` may be a float or a tensor of shape ``()`` or ``(C,)`` (one per channel),
+    learnable. Zero padding adds cells of value 0 (counted with ``count_include_pad``).
+
+    Args:
+        x: input ``(N, C, *spatial)``.
+        kernel_size: window size; required unless ``output_size``.
+        stride: default ``kernel_size``.
+        padding: ints, ``"same"`` or ``"valid"``.
+        ceil_mode: ceil instead of floor for the output size.
+        count_include_pad: zero padding counts in the mean.
+        p: the power, ``> 0``; float or tensor ``()`` / ``(C,)``.
+        eps: lower clamp of the input, ``> 0``.
+        padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"``, ``"circular"``.
+        output_size: adaptive form (``1`` = global GeM, as in image retrieval).
+
+    Shape:
+        ``L_out = floor((L + 2 padding - kernel_size) / stride) + 1`` per dim.
+
+    Example:
+        >>> gem_pool(torch.tensor([[[1.0, 3.0]]]), output_size=1, p=1.0)
+        tensor([[[2.]]])
+    """
+    win = _geometry(x, kernel_size, stride, padding, ceil_mode, padding_mode, output_size)
+    pp = _channel_param(p, x, "p")
+    if isinstance(pp, float) and not pp > 0:
+        raise ValueError(f"p must be > 0, got {p!r}")
+    eps = _check_float(eps, "eps", 0.0)
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    t = _work(x).clamp(min=eps) ** pp
+    m = window_mean(t, win, padding_mode, count_include_pad) if isinstance(win, Window) else window_mean(t, win)
+    return _safe_root(m, pp).to(x.dtype)
+
+
+def lse_pool(
+    x: Tensor,
+    kernel_size: IntOrTuple | None = None,
+    stride: IntOrTuple | None = None,
+    padding: Padding = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    *,
+    beta: float | Tensor = 1.0,
+    padding_mode: str = "zeros",
+    output_size: OutputSize = None,
+) -> Tensor:
+    """Log-mean-exp ``(1/beta) log mean exp(beta x)`` over each window.
+
+    A smooth maximum: ``beta -> 0`` gives the average, ``beta -> inf`` the maximum.
+    Zero padding adds cells of value 0, counted with ``count_include_pad`` (as
+    avg, so small ``beta`` gives avg).
+
+    Two exact paths. First the plain formula (one exp, one native average); it
+    is kept when every window mean is finite and above ``tiny / eps`` (one
+    reduction over the output checks this), which makes it exact to rounding.
+    Otherwise (large ``beta |x|``) ``m + (1/beta) log mean exp(beta (x - m))`` with
+    ``m`` each window's own maximum, so no exponential overflows and each window's
+    largest term is 1; overlapping windows are split into non-overlapping phases
+    (``prod(ceil(kernel / stride))`` native passes). Adaptive windows that do not
+    divide the input evenly are gathered there (they overlap by at most one cell).
+
+    Args:
+        x: input ``(N, C, *spatial)``.
+        kernel_size: window size; required unless ``output_size``.
+        stride: default ``kernel_size``.
+        padding: ints, ``"same"`` or ``"valid"``.
+        ceil_mode: ceil instead of floor for the output size.
+        count_include_pad: zero padding counts in the mean.
+        beta: inverse temperature ``> 0``; float or tensor ``()`` / ``(C,)``.
+        padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"``, ``"circular"``.
+        output_size: adaptive form (``1`` = global).
+
+    Shape:
+        ``L_out = floor((L + 2 padding - kernel_size) / stride) + 1`` per dim.
+
+    Example:
+        >>> lse_pool(torch.tensor([[[0.0, 100.0]]]), 2, beta=50.0)
+        tensor([[[99.9861]]])
+    """
+    win = _as_local(x, _geometry(x, kernel_size, stride, padding, ceil_mode, padding_mode, output_size))
+    b = _channel_param(beta, x, "beta")
+    if isinstance(b, float) and not b > 0:
+        raise ValueError(f"beta must be > 0, got {beta!r}")
+    xw = _work(x)
+    # fast path, the plain formula: exact whenever no exp overflows and no window mean nears underflow
+    e = torch.exp(xw if isinstance(b, float) and b == 1.0 else xw * b)
+    if isinstance(win, Window):
+        mean = window_mean(e, win, padding_mode, count_include_pad)
+        if padding_mode == "zeros" and count_include_pad and win.padded:
+            mean = mean + _pad_fraction(xw, win)  # counted zero cells add exp(0) = 1 each
+    else:
+        mean = window_mean(e, win)
+    if _in_range(mean):
+        y = torch.log(mean) / b
+    else:
+        y = _lse_stable(xw, b, win, padding_mode, count_include_pad)
+    return y.to(x.dtype)
+
+
+def _pad_fraction(x: Tensor, win: Window) -> Tensor:
+    """Share of zero-padding cells in each window, ``(1, 1, *out)``."""
+    return 1.0 - window_mean(x.new_ones((1, 1, *win.size)), win, "zeros", True)
+
+
+def _in_range(*ts: Tensor) -> bool:
+    """All finite and the first at least ``tiny / eps`` (so cells lost to underflow are below rounding)."""
+    finfo = torch.finfo(ts[0].dtype)
+    lo, hi = torch.aminmax(ts[0])
+    ok = (lo >= finfo.tiny / finfo.eps) & (hi < math.inf)
+    for t in ts[1:]:
+        ok = ok & torch.isfinite(t).all()
+    return bool(ok)
+
+
+def _lse_stable(
+    xw: Tensor, b: float | Tensor, win: Window | tuple[int, ...], padding_mode: str, count_include_pad: bool
+) -> Tensor:
+    """Log-mean-exp shifted by each window's own maximum (overflow- and underflow-free)."""
+    if isinstance(win, Window):
+        _, xmax, mask = _padded(xw, win, padding_mode, count_include_pad)
+
+        def terms(xs: Tensor, m: Tensor) -> list[Tensor]:
+            # uncounted cells are -inf in xmax: exp gives 0. clamp: cells between windows may exceed m
+            return [torch.exp((b * (xs - m)).clamp_max(0.0))]
+
+        (mean,), m = _phase_reduce(xmax, win, terms)
+        if mask is not None:
+            mean = mean / crop(_mean_valid(mask, win), win.out)
+        return m + torch.log(mean) / b
+    # uneven adaptive windows overlap by at most one cell: gathering them copies about the input once
+    w = adaptive_windows(xw, win, -torch.inf).flatten(-len(win))
+    b_w = b.unsqueeze(-1) if isinstance(b, Tensor) else b
+    return (torch.logsumexp(b_w * w, -1) - torch.log(_sum_count(xw, win))) / b
+
+
+def softpool(
+    x: Tensor,
+    kernel_size: IntOrTuple | None = None,
+    stride: IntOrTuple | None = None,
+    padding: Padding = 0,
+    ceil_mode: bool = False,
+    *,
+    padding_mode: str = "zeros",
+    output_size: OutputSize = None,
+) -> Tensor:
+    """SoftPool (Stergiou et al., 2021): ``sum softmax(x)_i x_i`` over each window.
+
+    Zero padding cells carry no weight (as max pooling ignores them), so there is
+    no ``count_include_pad``: the divisor cancels in the ratio.
+
+    Two exact paths. First the plain formula ``avg(x e^x) / avg(e^x)``; it is kept
+    when every average is finite and the denominators are above ``tiny / eps``.
+    Otherwise ``avg(x e^(x - m)) / avg(e^(x - m))`` with ``m`` each window's own
+    maximum (the shift cancels in the ratio), so nothing overflows and each
+    denominator is at least ``1 / cells``; overlapping windows are split into
+    non-overlapping phases. Adaptive windows that do not divide the input evenly
+    are gathered there (they overlap by at most one cell).
+
+    Args:
+        x: input ``(N, C, *spatial)``.
+        kernel_size: window size; required unless ``output_size``.
+        stride: default ``kernel_size``.
+        padding: ints, ``"same"`` or ``"valid"``.
+        ceil_mode: ceil instead of floor for the output size.
+        padding_mode: ``"zeros"`` (ignored cells), ``"reflect"``, ``"replicate"``, ``"circular"``.
+        output_size: adaptive form (``1`` = global).
+
+    Shape:
+        ``L_out = floor((L + 2 padding - kernel_size) / stride) + 1`` per dim.
+
+    Example:
+        >>> softpool(torch.tensor([[[0.0, 1e4]]]), 2)
+        tensor([[[10000.]]])
+    """
+    win = _as_local(x, _geometry(x, kernel_size, stride, padding, ceil_mode, padding_mode, output_size))
+    xw = _work(x)
+    # fast path, the plain formula: exact whenever no exp overflows and no denominator nears underflow
+    e = torch.exp(xw)
+    if isinstance(win, Window):
+        num, den = window_mean(xw * e, win, padding_mode), window_mean(e, win, padding_mode)
+    else:
+        num, den = window_mean(xw * e, win), window_mean(e, win)
+    y = num / den if _in_range(den, num) else _softpool_stable(xw, win, padding_mode)
+    return y.to(x.dtype)
+
+
+def _softpool_stable(xw: Tensor, win: Window | tuple[int, ...], padding_mode: str) -> Tensor:
+    """SoftPool with weights shifted by each window's own maximum (overflow- and underflow-free)."""
+    if isinstance(win, Window):
+        _, xmax, _ = _padded(xw, win, padding_mode, False)
+
+        def terms(xs: Tensor, m: Tensor) -> list[Tensor]:
+            e = torch.exp((xs - m).clamp_max(0.0))  # ignored cells are -inf: weight 0
+            return [torch.where(e > 0, xs, 0.0) * e, e]
+
+        (num, den), _ = _phase_reduce(xmax, win, terms)
+        return num / den
+    w = adaptive_windows(xw, win, -torch.inf).flatten(-len(win))  # uneven adaptive windows: see _lse_stable
+    return (torch.softmax(w, -1) * w.masked_fill(w == -torch.inf, 0.0)).sum(-1)
+
+
+def mixed_pool(
+    x: Tensor,
+    kernel_size: IntOrTuple | None = None,
+    stride: IntOrTuple | None = None,
+    padding: Padding = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    *,
+    alpha: float | Tensor = 0.5,
+    padding_mode: str = "zeros",
+    output_size: OutputSize = None,
+) -> Tensor:
+    """Mixed pooling ``alpha max + (1 - alpha) avg`` over each window (Yu et al., 2014; Lee et al., 2016).
+
+    Args:
+        x: input ``(N, C, *spatial)``.
+        kernel_size: window size; required unless ``output_size``.
+        stride: default ``kernel_size``.
+        padding: ints, ``"same"`` or ``"valid"``.
+        ceil_mode: ceil instead of floor for the output size.
+        count_include_pad: zero padding counts in the average (the max ignores it).
+        alpha: weight of the max in ``[0, 1]``; float or tensor ``()`` / ``(C,)``.
+        padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"``, ``"circular"``.
+        output_size: adaptive form (``1`` = global).
+
+    Shape:
+        ``L_out = floor((L + 2 padding - kernel_size) / stride) + 1`` per dim.
+
+    Example:
+        >>> mixed_pool(torch.tensor([[[1.0, 3.0]]]), 2, alpha=0.25)
+        tensor([[[2.2500]]])
+    """
+    win = _geometry(x, kernel_size, stride, padding, ceil_mode, padding_mode, output_size)
+    a = _channel_param(alpha, x, "alpha", 0.0)
+    if isinstance(a, float) and not a <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    mx, avg = _max_and_avg(x, win, padding_mode, count_include_pad)
+    if isinstance(a, Tensor):
+        a = a.to(x.dtype)
+    return avg + a * (mx - avg)
+
+
+def _max_and_avg(
+    x: Tensor, win: Window | tuple[int, ...], padding_mode: str, count_include_pad: bool
+) -> tuple[Tensor, Tensor]:
+    if not isinstance(win, Window):
+        return native("adaptive_max_pool", x.ndim - 2)(x, win), window_mean(x, win)
+    f = native("max_pool", win.dims)
+    if padding_mode == "zeros" and win.symmetric:
+        mx = f(x, win.kernel, win.stride, [a for a, _ in win.pad], 1, win.ceil_mode)
+    else:
+        mx = crop(f(pad(x, win, padding_mode, -torch.inf), win.kernel, win.stride, 0, 1, win.ceil_mode), win.out)
+    return mx, window_mean(x, win, padding_mode, count_include_pad)
+
+
+def gated_pool(
+    x: Tensor,
+    weight: Tensor,
+    kernel_size: IntOrTuple | None = None,
+    stride: IntOrTuple | None = None,
+    padding: Padding = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    *,
+    padding_mode: str = "zeros",
+    output_size: OutputSize = None,
+) -> Tensor:
+    """Gated max-average pooling (Lee, Gallagher & Tu, AISTATS 2016).
+
+    ``a max + (1 - a) avg`` with a gate ``a = sigmoid(w . window)`` per window,
+    ``w`` a learned kernel of the window's size: one convolution with stride =
+    pooling stride over the padded input (grouped per channel). ``weight`` is
+    ``(C, 1, *kernel)`` (one gate kernel per channel) or ``(1, 1, *kernel)``
+    (one per layer, as in the paper's "responsive" gate). The adaptive/global
+    form, whose windows have no fixed size, gates with ``sigmoid(w * window mean)``
+    and a scalar ``w`` per channel: ``weight`` of shape ``(C,)`` or ``(1,)``.
+
+    Args:
+        x: input ``(N, C, *spatial)``.
+        weight: gate kernel, see above.
+        kernel_size: window size; required unless ``output_size``.
+        stride: default ``kernel_size``.
+        padding: ints, ``"same"`` or ``"valid"``.
+        ceil_mode: ceil instead of floor for the output size.
+        count_include_pad: zero padding counts in the average.
+        padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"``, ``"circular"``.
+        output_size: adaptive form (``1`` = global).
+
+    Shape:
+        ``L_out = floor((L + 2 padding - kernel_size) / stride) + 1`` per dim.
+
+    Example:
+        >>> gated_pool(torch.tensor([[[1.0, 3.0]]]), torch.zeros(1, 1, 2), 2)  # gate 0.5
+        tensor([[[2.5000]]])
+    """
+    win = _geometry(x, kernel_size, stride, padding, ceil_mode, padding_mode, output_size)
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"weight must be a tensor, got {type(weight).__name__}")
+    c = x.shape[1]
+    mx, avg = _max_and_avg(x, win, padding_mode, count_include_pad)
+    w = weight.to(x.dtype)
+    if isinstance(win, Window):
+        if tuple(w.shape) not in ((c, 1, *win.kernel), (1, 1, *win.kernel)):
+            raise ValueError(
+                f"weight must have shape (C, 1, *kernel) = {(c, 1, *win.kernel)} or {(1, 1, *win.kernel)}, "
+                f"got {tuple(w.shape)}"
+            )
+        xp = pad(x, win, padding_mode, 0.0, extra=True)
+        conv = getattr(F, f"conv{win.dims}d")
+        z = crop(conv(xp, w.expand((c, 1, *win.kernel)), None, win.stride, 0, 1, c), win.out)
+    else:
+        if tuple(w.shape) not in ((c,), (1,)):
+            raise ValueError(
+                f"weight must have shape (C,) = ({c},) or (1,) for the adaptive form, got {tuple(w.shape)}"
+            )
+        z = w.view((1, -1) + (1,) * (x.ndim - 2)) * avg
+    return avg + torch.sigmoid(z) * (mx - avg)
