@@ -28,6 +28,7 @@ from ._window import (
     check_input,
     check_padding_mode,
     crop,
+    fast_layout,
     native,
     pad,
     resolve,
@@ -39,16 +40,18 @@ __all__ = ["avg_pool", "gated_pool", "gem_pool", "lp_pool", "lse_pool", "mixed_p
 
 
 def _avg_native(x: Tensor, k, s, p, ceil_mode: bool, count_include_pad: bool, divisor_override) -> Tensor:
-    if x.ndim == 3:  # avg_pool1d has no divisor_override: run it as 2-d
+    if x.ndim == 3:  # avg_pool1d has no divisor_override (and is slower on CPU): run it as 2-d
         y = native("avg_pool", 2)(
-            x.unsqueeze(2), (1, k[0]), (1, s[0]), (0, p[0]), ceil_mode, count_include_pad, divisor_override
+            fast_layout(x.unsqueeze(2), "avg_pool"), (1, k[0]), (1, s[0]), (0, p[0]), ceil_mode,
+            count_include_pad, divisor_override,
         )
-        return y.squeeze(2)
+        return y.squeeze(2).contiguous()
     if x.ndim == 5 and x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
         # torch's CPU avg_pool3d has no half kernels: compute in float32
         y = native("avg_pool", 3)(x.float(), k, s, p, ceil_mode, count_include_pad, divisor_override)
         return y.to(x.dtype)
-    return native("avg_pool", x.ndim - 2)(x, k, s, p, ceil_mode, count_include_pad, divisor_override)
+    return native("avg_pool", x.ndim - 2)(fast_layout(x, "avg_pool"), k, s, p, ceil_mode, count_include_pad,
+                                          divisor_override)
 
 
 def window_mean(
@@ -606,7 +609,7 @@ def _max_and_avg(
         return native("adaptive_max_pool", x.ndim - 2)(x, win), window_mean(x, win)
     f = native("max_pool", win.dims)
     if padding_mode == "zeros" and win.symmetric:
-        mx = f(x, win.kernel, win.stride, [a for a, _ in win.pad], 1, win.ceil_mode)
+        mx = f(fast_layout(x, "max_pool"), win.kernel, win.stride, [a for a, _ in win.pad], 1, win.ceil_mode)
     else:
         mx = crop(f(pad(x, win, padding_mode, -torch.inf), win.kernel, win.stride, 0, 1, win.ceil_mode), win.out)
     return mx, window_mean(x, win, padding_mode, count_include_pad)
