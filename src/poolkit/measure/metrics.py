@@ -1,0 +1,541 @@
+"""Shift metrics: invariance, equivariance and classification consistency.
+
+Every metric builds all shifted copies as one batch (with the unshifted
+reference in front), runs one forward pass, and compares.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .shifts import (
+    ShiftSpec,
+    blocks,
+    check_batch,
+    check_mode,
+    crop_geometry,
+    from_spectrum,
+    is_int,
+    linear_one,
+    parse_shifts,
+    resolve_dims,
+    shift,
+    shift_per_sample,
+    spectrum,
+    write_int,
+)
+
+__all__ = ["Consistency", "ShiftResult", "consistency", "equivariance", "infer_stride", "invariance"]
+
+Stride = tuple[float, ...]
+
+
+@dataclass
+class ShiftResult:
+    """Normalized distances for each shift and sample.
+
+    Attributes:
+        kind: ``"invariance"`` or ``"equivariance"``.
+        per_sample: ``(S, N)`` distances, ``0`` = exact.
+        shifts: the shifts, one tuple per shift (entries per axis of ``dims``).
+        mode: the shift mode.
+        dims: the shifted spatial axes.
+        stride: the total stride per axis of ``dims`` (equivariance only).
+        commensurate: per shift, whether it is a multiple of the stride (equivariance only);
+            only those shifts can be exactly equivariant.
+        per_shift: ``(S,)`` mean over samples.
+        mean: mean over shifts and samples (``float(result)`` gives it).
+    """
+
+    kind: str
+    per_sample: Tensor
+    shifts: list[tuple[float, ...]]
+    mode: str
+    dims: tuple[int, ...]
+    stride: Stride | None = None
+    commensurate: list[bool] | None = None
+    per_shift: Tensor = field(init=False)
+    mean: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.per_shift = self.per_sample.nanmean(dim=1)
+        self.mean = float(self.per_sample.nanmean()) if self.per_sample.numel() else math.nan
+
+    def __float__(self) -> float:
+        return self.mean
+
+    @property
+    def commensurate_mean(self) -> float:
+        """Mean over the shifts commensurate with the stride (``nan`` if none)."""
+        if self.commensurate is None:
+            return self.mean
+        keep = torch.tensor(self.commensurate, dtype=torch.bool)
+        return float(self.per_shift[keep].nanmean()) if keep.any() else math.nan
+
+    def to_frame(self) -> Any:
+        """One row per shift: ``shift``, ``value`` (mean over samples), ``commensurate``; needs pandas."""
+        import pandas as pd
+
+        return pd.DataFrame({
+            "kind": self.kind,
+            "shift": [tuple(s) for s in self.shifts],
+            "value": self.per_shift.tolist(),
+            "commensurate": self.commensurate if self.commensurate is not None else [None] * len(self.shifts),
+        })
+
+    def __repr__(self) -> str:
+        extra = f", stride={self.stride}, commensurate={sum(self.commensurate or [])}/{len(self.shifts)}" if (
+            self.stride is not None) else ""
+        return f"ShiftResult({self.kind}, mean={self.mean:.4g}, shifts={len(self.shifts)}, mode={self.mode!r}{extra})"
+
+
+@contextmanager
+def evaluating(model: object, enabled: bool = True) -> Iterator[None]:
+    """Put an ``nn.Module`` in eval mode for the block and restore every submodule's mode after."""
+    if not enabled or not isinstance(model, nn.Module):
+        yield
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, t in modes:
+            m.training = t
+
+
+def first_tensor(out: object, what: str = "f's output") -> Tensor:
+    """The output tensor; tuples/lists give their first tensor (e.g. values of ``return_indices``)."""
+    if isinstance(out, Tensor):
+        return out
+    if isinstance(out, (tuple, list)):
+        for o in out:
+            if isinstance(o, Tensor):
+                return o
+    raise TypeError(f"{what} must be a Tensor (or a tuple whose first tensor is measured), got {type(out).__name__}")
+
+
+def _ratio(num: Tensor, den: Tensor) -> Tensor:
+    out = num / den
+    return torch.where(den == 0, torch.where(num == 0, 0.0, math.inf), out)
+
+
+def _norm(t: Tensor) -> Tensor:
+    t = t if t.dtype in (torch.float32, torch.float64) else t.float()
+    return torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1)
+
+
+def shift_distances(
+    y0: Tensor, ys: Tensor, sh: list[tuple], mode: str, axes: tuple[int, ...], stride: Stride | None,
+    subpixel: bool = True,
+) -> tuple[Tensor, Tensor | None, list[bool] | None]:
+    """Invariance and (with ``stride``) equivariance distances of outputs ``ys`` ``(S, N, ...)`` from ``y0``.
+
+    Returns ``(S, N)`` of ``||y_s - y_0|| / ||y_0||``, ``(S, N)`` of ``||y_s - T'y_0|| / ||y_0||``
+    (``T'`` = the shift divided by ``stride``; ``nan`` for shifts not commensurate with it
+    unless ``subpixel``), and per shift whether it is commensurate.
+    Works one shift at a time in reused buffers so each pass stays in cache.
+    """
+    s_count = len(sh)
+    y0, ys = y0.detach(), ys.detach()
+    n = y0.shape[0]
+    acc = torch.float64 if y0.dtype == torch.float64 else torch.float32
+    den = _norm(y0).to(acc)
+    diff = torch.empty_like(y0)
+    inv = torch.empty((s_count, n), dtype=acc, device=y0.device)  # filled on the device, converted once
+    for i in range(s_count):
+        torch.sub(ys[i], y0, out=diff)
+        inv[i] = _norm(diff)
+    inv = _ratio(inv, den).double().cpu()
+    if stride is None:
+        return inv, None, None
+    scaled = [tuple(v / st for v, st in zip(s, stride)) for s in sh]
+    comm = [all(abs(v - round(v)) < 1e-9 for v in t) for t in scaled]
+    scaled = [tuple(round(v) for v in t) if cm else t for t, cm in zip(scaled, comm)]
+    # axes of size 1 (global pooling) are left unchanged by any circular shift
+    keep = [j for j, a in enumerate(axes) if y0.shape[2 + a] > 1 or mode != "circular"]
+    t_axes = tuple(axes[j] for j in keep)
+    out_mode = "zeros" if mode == "crop" else mode
+    eq = torch.full((s_count, n), math.nan, dtype=acc, device=y0.device)
+    buf = torch.empty_like(y0)
+    spec = None
+    for i, t_full in enumerate(scaled):
+        if not (subpixel or comm[i]):
+            continue
+        t = tuple(t_full[j] for j in keep)
+        if not t_axes:
+            ty = y0
+        elif is_int(t) and out_mode == "circular":  # diff = y_s - roll(y_0) block by block, in one pass
+            for combo in itertools.product(*[blocks(y0.shape[2 + a], int(v), True) for v, a in zip(t, t_axes)]):
+                src, dst, out = y0, ys[i], diff
+                for (ss, ds, length), a in zip(combo, t_axes):
+                    src, dst, out = src.narrow(2 + a, ss, length), dst.narrow(2 + a, ds, length), out.narrow(
+                        2 + a, ds, length)
+                torch.sub(dst, src, out=out)
+            eq[i] = _norm(diff)
+            continue
+        elif is_int(t) and out_mode == "zeros":
+            buf.zero_()
+            write_int(buf, y0, t, out_mode, t_axes)
+            ty = buf
+        elif out_mode == "circular":
+            spec = spectrum(y0, t_axes) if spec is None else spec  # one FFT per layer, one inverse per shift
+            ty = from_spectrum(spec, [t], t_axes, y0.shape, y0.dtype)
+        else:
+            try:
+                ty = linear_one(y0, t, out_mode, t_axes)
+            except ValueError:  # reflect cannot mirror a shift this large: leave nan
+                continue
+        torch.sub(ty, ys[i], out=diff)
+        if mode == "crop":  # compare only where the shifted reference has data
+            ones = y0.new_ones((1, 1, *y0.shape[2:]))
+            diff.mul_(linear_one(ones, t, "zeros", t_axes) > 1 - 1e-6)
+        eq[i] = _norm(diff)
+    eq = _ratio(eq, den).double().cpu()
+    return inv, eq, comm
+
+
+def infer_stride(in_sizes: Sequence[int], out_sizes: Sequence[int]) -> Stride:
+    """Total stride per axis from the sizes: ``round(in / out)`` (``1 / round(out / in)`` when upsampling)."""
+    out: list[float] = []
+    for a, b in zip(in_sizes, out_sizes):
+        out.append(float(max(1, round(a / b))) if b <= a else 1.0 / round(b / a))
+    return tuple(out)
+
+
+def _stride_arg(stride: object, k: int) -> Stride | None:
+    if stride is None:
+        return None
+    vals = (stride,) * k if isinstance(stride, (int, float)) and not isinstance(stride, bool) else stride
+    if not isinstance(vals, Sequence) or len(vals) != k or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in vals
+    ):
+        raise ValueError(f"stride must be None, a positive number or a tuple of {k} positive numbers, got {stride!r}")
+    return tuple(float(v) for v in vals)
+
+
+def _shifted_batch(
+    x: Tensor, shifts: ShiftSpec, mode: str, dims: Any, crop_size: Any
+) -> tuple[Tensor, list[tuple], tuple[int, ...], tuple[int, ...]]:
+    d = check_batch(x)
+    mode = check_mode(mode)
+    axes = resolve_dims(d, dims)
+    sh = parse_shifts(shifts, len(axes))
+    zero = (0,) * len(axes)
+    if mode == "crop":
+        size, _ = crop_geometry([x.shape[2 + a] for a in axes], sh, crop_size)
+    else:
+        if crop_size is not None:
+            raise ValueError(f"crop_size is only used with mode='crop', got mode={mode!r}")
+        size = tuple(x.shape[2 + a] for a in axes)
+    xb = shift(x, [zero, *sh], mode, axes, crop_size=crop_size)
+    return xb, sh, axes, size
+
+
+def _run(f: Callable[[Tensor], Any], xb: Tensor, expected: int, no_grad: bool) -> Tensor:
+    with torch.no_grad() if no_grad else torch.enable_grad():
+        y = first_tensor(f(xb))
+    if y.shape[0] != expected:
+        raise ValueError(f"f must keep the batch dim: input batch {expected}, output shape {tuple(y.shape)}")
+    return y
+
+
+def invariance(
+    f: Callable[[Tensor], Any],
+    x: Tensor,
+    shifts: ShiftSpec,
+    mode: str = "circular",
+    *,
+    dims: int | Sequence[int] | None = None,
+    crop_size: int | Sequence[int] | None = None,
+    eval_mode: bool = True,
+    no_grad: bool = True,
+) -> ShiftResult:
+    """How far ``f`` is from invariant: ``||f(T x) - f(x)|| / ||f(x)||`` for each shift ``T``.
+
+    ``0`` means invariant. ``x`` and all its shifted copies go through ``f`` in
+    one batch. With ``mode="crop"`` the reference is the unshifted window.
+
+    Args:
+        f: any callable on a batch (an ``nn.Module`` is put in eval mode for the call,
+            then restored); a tuple output is measured on its first tensor.
+        x: input ``(N, C, *spatial)``.
+        shifts: as :func:`poolkit.measure.shift` (e.g. ``[(1, 0), (0, 1)]``, or ``range(1, 4)``).
+        mode: ``"circular"``, ``"zeros"``, ``"reflect"`` or ``"crop"``.
+        dims: spatial axes to shift (default all).
+        crop_size: window size for ``"crop"``.
+        eval_mode: put an ``nn.Module`` in eval mode during the call.
+        no_grad: run without autograd.
+
+    Returns:
+        :class:`ShiftResult` with ``per_sample`` ``(S, N)``, ``per_shift`` ``(S,)`` and ``mean``.
+
+    Example:
+        >>> x = torch.rand(4, 3, 16, 16)
+        >>> float(invariance(lambda t: t.mean((2, 3)), x, [(1, 0), (3, 5)]))  # doctest: +SKIP
+        0.0
+    """
+    xb, sh, axes, _ = _shifted_batch(x, shifts, mode, dims, crop_size)
+    n = x.shape[0]
+    with evaluating(f, eval_mode):
+        y = _run(f, xb, xb.shape[0], no_grad)
+    inv, _, _ = shift_distances(y[:n], y[n:].view(len(sh), n, *y.shape[1:]), sh, mode, axes, None)
+    return ShiftResult("invariance", inv, sh, mode, axes)
+
+
+def equivariance(
+    f: Callable[[Tensor], Any],
+    x: Tensor,
+    shifts: ShiftSpec,
+    mode: str = "circular",
+    stride: float | Sequence[float] | None = None,
+    *,
+    dims: int | Sequence[int] | None = None,
+    crop_size: int | Sequence[int] | None = None,
+    subpixel: bool = True,
+    eval_mode: bool = True,
+    no_grad: bool = True,
+) -> ShiftResult:
+    """How far ``f`` is from equivariant: ``||f(T x) - T' f(x)|| / ||f(x)||``.
+
+    ``T'`` is the shift divided by ``f``'s total stride per axis, applied to the
+    output in the same mode; a shift that is not a multiple of the stride
+    (not *commensurate*) becomes a sub-pixel ``T'`` (Fourier for circular,
+    linear otherwise), so only commensurate shifts can be exactly equivariant.
+    With ``"crop"``, ``T'`` fills with zeros and only the cells it fills from
+    data are compared. With ``"reflect"``, shifts too large to mirror on the
+    output give ``nan``.
+
+    Args:
+        f: a callable whose output has the input's spatial axes, ``(N, C', *spatial')``.
+        x: input ``(N, C, *spatial)``.
+        shifts: as :func:`poolkit.measure.shift`.
+        mode: ``"circular"``, ``"zeros"``, ``"reflect"`` or ``"crop"``.
+        stride: total stride per shifted axis (number or tuple); default inferred as
+            ``round(input size / output size)``.
+        dims: spatial axes to shift (default all).
+        crop_size: window size for ``"crop"``.
+        subpixel: measure non-commensurate shifts against a sub-pixel ``T'``; ``False`` leaves
+            them ``nan`` (skips their Fourier transforms).
+        eval_mode: put an ``nn.Module`` in eval mode during the call.
+        no_grad: run without autograd.
+
+    Returns:
+        :class:`ShiftResult` with ``stride`` and ``commensurate`` (one bool per shift) set.
+
+    Example:
+        >>> pool = lambda t: torch.nn.functional.max_pool1d(t, 2)
+        >>> r = equivariance(pool, torch.rand(2, 3, 16), [2, 1])
+        >>> r.commensurate, r.per_shift[0].item()
+        ([True, False], 0.0)
+    """
+    xb, sh, axes, size = _shifted_batch(x, shifts, mode, dims, crop_size)
+    n = x.shape[0]
+    st = _stride_arg(stride, len(axes))
+    with evaluating(f, eval_mode):
+        y = _run(f, xb, xb.shape[0], no_grad)
+    if y.ndim != x.ndim:
+        raise ValueError(
+            f"equivariance needs an output with the input's {x.ndim - 2} spatial axes, got shape "
+            f"{tuple(y.shape)}; use invariance for outputs without spatial axes"
+        )
+    if st is None:
+        st = infer_stride(size, [y.shape[2 + a] for a in axes])
+    _, dist, comm = shift_distances(y[:n], y[n:].view(len(sh), n, *y.shape[1:]), sh, mode, axes, st, subpixel)
+    assert dist is not None and comm is not None
+    return ShiftResult("equivariance", dist, sh, mode, axes, st, comm)
+
+
+@dataclass
+class Consistency:
+    """Classification consistency under shifts.
+
+    Attributes:
+        consistency: fraction of pairs of random shifts with the same top-1 class
+            (Zhang 2019; with ``mode="circular"``, Chaman & Dokmanić 2021's form).
+        flip_rate: probability that the top-1 class changes between two shifts one
+            pixel apart (Azulay & Weiss 2019).
+        prob_change: mean absolute change of the top-class probability between two
+            shifts one pixel apart (the class is the one predicted for the first).
+        mode: shift mode.
+        max_shift: maximum shift per shifted axis.
+        n: number of samples measured.
+        pairs: random pairs drawn per sample.
+        crop_size: the window size (``"crop"`` only).
+    """
+
+    consistency: float
+    flip_rate: float
+    prob_change: float
+    mode: str
+    max_shift: tuple[int, ...]
+    n: int
+    pairs: int = 1
+    crop_size: tuple[int, ...] | None = None
+
+
+def _batches(data: object, batch_size: int) -> Iterator[Tensor]:
+    if isinstance(data, Tensor):
+        yield from data.split(batch_size)
+        return
+    if not isinstance(data, Iterable):
+        raise TypeError(f"data must be a Tensor or an iterable of tensors or (x, y) batches, got {type(data).__name__}")
+    for item in data:
+        xb = item[0] if isinstance(item, (tuple, list)) else item
+        if not isinstance(xb, Tensor):
+            raise TypeError(f"data must yield tensors or (x, y) batches, got {type(xb).__name__}")
+        yield from xb.split(batch_size)
+
+
+def _per_axis(value: object, k: int, name: str, minimum: int) -> tuple[int, ...]:
+    vals = (value,) * k if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(vals, Sequence) or len(vals) != k or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in vals
+    ):
+        raise ValueError(f"{name} must be an int >= {minimum} or a tuple of {k} such ints, got {value!r}")
+    return tuple(vals)
+
+
+def consistency(
+    model: Callable[[Tensor], Any],
+    data: Tensor | Iterable[Any],
+    max_shift: int | Sequence[int] | None = None,
+    mode: str = "circular",
+    *,
+    crop_size: int | Sequence[int] | None = None,
+    pairs: int = 1,
+    batch_size: int = 256,
+    seed: int = 0,
+    dims: int | Sequence[int] | None = None,
+) -> Consistency:
+    """Classification consistency, top-1 flip rate and top-class probability change under shifts.
+
+    For each sample and each of ``pairs`` draws: two random shifts, uniform in
+    ``[-max_shift, max_shift]`` per axis, and whether the top-1 classes agree;
+    and one random pair of shifts one pixel apart along a random axis, for the
+    flip rate and the change of the top-class probability (softmax of the
+    output). The four shifted copies of a batch go through the model in one
+    pass. With ``"crop"`` the model sees windows of ``crop_size`` cut at random
+    offsets in ``[0, max_shift]`` (centred in any extra room), so a model with a
+    fixed input size is fed data padded by ``max_shift``.
+
+    Args:
+        model: a classifier returning logits ``(N, num_classes)``; run in eval mode, without grad.
+        data: ``(N, C, *spatial)`` tensor, or an iterable of tensors or ``(x, y)`` batches.
+        max_shift: per axis (int or tuple). Default: ``size // 2`` for ``"circular"`` (every
+            circular shift); ``size - crop_size`` for ``"crop"`` with ``crop_size``; else ``max(1, size // 8)``.
+        mode: ``"circular"``, ``"zeros"``, ``"reflect"`` or ``"crop"``.
+        crop_size: window size for ``"crop"`` (default: input size - ``max_shift``).
+        pairs: random draws per sample.
+        batch_size: samples per forward pass (each pass holds four shifted copies).
+        seed: seed of the random shifts; the result is deterministic given it.
+        dims: spatial axes to shift (default all).
+
+    Returns:
+        :class:`Consistency`.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+        >>> c = consistency(model, torch.rand(10, 1, 16), max_shift=2)
+        >>> 0.0 <= c.consistency <= 1.0
+        True
+    """
+    mode = check_mode(mode)
+    if isinstance(pairs, bool) or not isinstance(pairs, int) or pairs < 1:
+        raise ValueError(f"pairs must be an int >= 1, got {pairs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if crop_size is not None and mode != "crop":
+        raise ValueError(f"crop_size is only used with mode='crop', got mode={mode!r}")
+    gen = torch.Generator().manual_seed(seed)
+    param = next(iter(model.parameters()), None) if isinstance(model, nn.Module) else None
+    agree = flips = 0
+    change = 0.0
+    count = 0
+    geometry: tuple[tuple[int, ...], tuple[int, ...] | None, tuple[int, ...]] | None = None
+    with evaluating(model), torch.no_grad():
+        for xb in _batches(data, batch_size):
+            d = check_batch(xb, "data batch")
+            axes = resolve_dims(d, dims)
+            k = len(axes)
+            sizes = tuple(xb.shape[2 + a] for a in axes)
+            if geometry is None or geometry[2] != sizes:
+                geometry = (*_consistency_geometry(sizes, max_shift, mode, crop_size), sizes)
+            m, crop, _ = geometry
+            if param is not None:
+                xb = xb.to(param.device)
+            n = xb.shape[0]
+            for _ in range(pairs):
+                lo = torch.tensor([0 if mode == "crop" else -mi for mi in m])
+                hi = torch.tensor(list(m))
+                base = torch.tensor([0] * k)
+                if crop is not None:  # offsets centred in any room beyond max_shift
+                    base = torch.tensor([(sz - c - mi) // 2 for sz, c, mi in zip(sizes, crop, m)])
+                a = lo + (torch.rand((n, k), generator=gen) * (hi - lo + 1)).long()
+                b = lo + (torch.rand((n, k), generator=gen) * (hi - lo + 1)).long()
+                axis = (torch.rand(n, generator=gen) * k).long()
+                step = torch.nn.functional.one_hot(axis, k)
+                # first of the one-pixel pair: its stepped coordinate in [lo, hi - 1]
+                c1 = lo + (torch.rand((n, k), generator=gen) * (hi - lo + 1)).long()
+                c1 = torch.where(step.bool(), lo + (torch.rand((n, k), generator=gen) * (hi - lo)).long(), c1)
+                c2 = c1 + step
+                offs = torch.cat([a, b, c1, c2]) + base
+                xs = shift_per_sample(xb.repeat(4, *([1] * (xb.ndim - 1))), offs, mode, axes, crop_size=crop)
+                logits = first_tensor(model(xs), "model output")
+                if logits.ndim != 2 or logits.shape[0] != 4 * n:
+                    raise ValueError(f"model output must be logits (N, num_classes), got shape {tuple(logits.shape)}")
+                prob = torch.softmax(logits.double(), dim=1).view(4, n, -1)
+                top = prob.argmax(dim=2)
+                agree += int((top[0] == top[1]).sum())
+                flips += int((top[2] != top[3]).sum())
+                cls = top[2].unsqueeze(1)
+                change += float((prob[2].gather(1, cls) - prob[3].gather(1, cls)).abs().sum())
+                count += n
+    if geometry is None or count == 0:
+        raise ValueError("data is empty")
+    return Consistency(
+        consistency=agree / count,
+        flip_rate=flips / count,
+        prob_change=change / count,
+        mode=mode,
+        max_shift=geometry[0],
+        n=count // pairs,
+        pairs=pairs,
+        crop_size=geometry[1],
+    )
+
+
+def _consistency_geometry(
+    sizes: tuple[int, ...], max_shift: object, mode: str, crop_size: object
+) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    k = len(sizes)
+    crop = None if crop_size is None else _per_axis(crop_size, k, "crop_size", 1)
+    if max_shift is None:
+        if mode == "circular":
+            m = tuple(max(1, s // 2) for s in sizes)
+        elif mode == "crop" and crop is not None:
+            m = tuple(s - c for s, c in zip(sizes, crop))
+        else:
+            m = tuple(max(1, s // 8) for s in sizes)
+    else:
+        m = _per_axis(max_shift, k, "max_shift", 1)
+    if any(mi < 1 for mi in m):
+        raise ValueError(f"max_shift must be >= 1 per axis (the one-pixel pairs need room), got {m} for sizes {sizes}")
+    if mode == "crop":
+        crop = crop or tuple(s - mi for s, mi in zip(sizes, m))
+        if any(c < 1 or c + mi > s for c, mi, s in zip(crop, m, sizes)):
+            raise ValueError(
+                f"mode='crop' needs crop_size + max_shift <= input size per axis, got crop_size {crop}, "
+                f"max_shift {m}, input size {sizes}"
+            )
+    elif mode == "reflect" and any(mi >= s for mi, s in zip(m, sizes)):
+        raise ValueError(f"mode='reflect' needs max_shift < input size per axis, got {m} for sizes {sizes}")
+    return m, crop
