@@ -3,7 +3,7 @@
 Three faces in one package: pooling layers for 1-D/2-D/3-D (:mod:`poolkit.functional`,
 :mod:`poolkit.nn`), instruments that measure shift equivariance and invariance
 (:mod:`poolkit.measure`), and a lab that sweeps the lever on real data
-(:mod:`poolkit.lab`).
+(:mod:`poolkit.lab`, loaded on first use: it needs the ``lab`` extra).
 
 >>> import poolkit, torch
 >>> pool = poolkit.create_pool("max", dim=2, kernel_size=2)
@@ -11,9 +11,32 @@ Three faces in one package: pooling layers for 1-D/2-D/3-D (:mod:`poolkit.functi
 torch.Size([1, 3, 4, 4])
 """
 
-from . import functional, nn
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import functional, measure, nn
 from .registry import create_pool, get_pool_class, list_pools, parse_spec
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "create_pool", "functional", "get_pool_class", "list_pools", "nn", "parse_spec"]
+__all__ = [
+    "__version__",
+    "convert",
+    "create_pool",
+    "functional",
+    "get_pool_class",
+    "lab",
+    "list_pools",
+    "measure",
+    "nn",
+    "parse_spec",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # convert and lab load on first use: lab pulls optuna, pandas and matplotlib
+    if name in ("convert", "lab"):
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'poolkit' has no attribute {name!r}")
