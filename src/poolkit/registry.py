@@ -117,8 +117,8 @@ def create_pool(
     name, params = parse_spec(spec)
     cls = get_pool_class(name, dim)
     params.update(kwargs)
-    sig = inspect.signature(cls.__init__)
-    accepted = [p for p in sig.parameters if p != "self"]
+    sig = inspect.signature(cls)
+    accepted = list(sig.parameters)
     if params.get("output_size") is None:
         params["kernel_size"] = kernel_size
         params["stride"] = stride

@@ -9,17 +9,17 @@ no fused native reduction.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-IntOrTuple = Union[int, Sequence[int]]
-Padding = Union[int, Sequence[int], str]
-OutputSize = Union[int, None, Sequence[Union[int, None]]]
+IntOrTuple = int | Sequence[int]
+Padding = int | Sequence[int] | str
+OutputSize = int | None | Sequence[int | None]
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -55,9 +55,10 @@ def check_input(x: object, name: str = "input", dims: int | None = None) -> int:
         )
     d = x.ndim - 2
     if dims is not None and d != dims:
+        axes = ("L",) if dims == 1 else ("D", "H", "W")[3 - dims :]
         raise ValueError(
-            f"{name} must be ({'N, C, ' + ', '.join('LHWD'[i] if dims == 1 else 'DHW'[3 - dims + i] for i in range(dims))}) "
-            f"for a {dims}-d pool, i.e. {dims + 2} dims, got shape {tuple(x.shape)}"
+            f"{name} must be (N, C, {', '.join(axes)}) for a {dims}-d pool, i.e. {dims + 2} dims, "
+            f"got shape {tuple(x.shape)}"
         )
     if not 1 <= d <= 3:
         raise ValueError(
@@ -221,7 +222,8 @@ def crop(y: Tensor, out: Sequence[int]) -> Tensor:
     """Keep the leading ``out`` cells of each spatial dim (natives on folded padding may give more)."""
     if tuple(y.shape[2:]) == tuple(out):
         return y
-    return y[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)]
+    index = (slice(None), slice(None), *(slice(0, o) for o in out))
+    return y[index]
 
 
 def native(name: str, d: int) -> Callable[..., Tensor]:
