@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import poolkit.functional as PF  # noqa: E402
-from _timing import fwd_bwd, machine, median_time, table  # noqa: E402
+import poolkit.functional as PF
+from _timing import fwd_bwd, machine, median_time, table
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 

@@ -1,12 +1,12 @@
 """Pooling modules mirroring :mod:`poolkit.functional`, torch-style names (``MaxPool2d``)."""
 
+from . import antialias, order, polyphase, power, random, stats
 from .antialias import *  # noqa: F403
 from .order import *  # noqa: F403
 from .polyphase import *  # noqa: F403
 from .power import *  # noqa: F403
 from .random import *  # noqa: F403
 from .stats import *  # noqa: F403
-from . import antialias, order, polyphase, power, random, stats
 
 FAMILIES = (order, power, random, antialias, polyphase, stats)
 

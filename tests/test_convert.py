@@ -1,0 +1,266 @@
+"""Model surgery on a ResNet-style 2-D model, a Conv1d time-series model and a small 3-D model."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+import poolkit.nn as pnn
+from poolkit.convert import POOL_TYPES, Change, RatioPool, antialias, make_shift_invariant, swap_pools
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class TinyResNet(nn.Module):
+    """Stem conv stride 2 + max pool, two basic blocks (the second strided with a 1x1 downsample), global pool, fc."""
+
+    def __init__(self, classes: int = 5) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, 2, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = BasicBlock(8, 8)
+        self.layer2 = BasicBlock(8, 16, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer2(self.layer1(x))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def resnet() -> nn.Module:
+    torch.manual_seed(0)
+    net = TinyResNet()
+    with torch.no_grad():  # non-trivial batch-norm statistics
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    return net.double().eval()
+
+
+def series_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv1d(2, 8, 5, stride=2, padding=2), nn.BatchNorm1d(8), nn.ReLU(),
+        nn.MaxPool1d(2),
+        nn.Conv1d(8, 16, 3, padding=1), nn.ReLU(),
+        nn.AvgPool1d(2),
+        nn.AdaptiveMaxPool1d(1), nn.Flatten(), nn.Linear(16, 3),
+    ).double().eval()
+
+
+def volume_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv3d(1, 4, 3, stride=2, padding=1), nn.ReLU(), nn.MaxPool3d(2), nn.AvgPool3d(2, 1),
+        nn.AdaptiveAvgPool3d(1), nn.Flatten(),
+    ).double().eval()
+
+
+def params(model):
+    return {id(p): p.detach().clone() for p in model.parameters()}
+
+
+def weights_kept(model, before) -> bool:
+    now = {id(p): p for p in model.parameters()}
+    return all(k in now and torch.equal(now[k], v) for k, v in before.items())
+
+
+# ---------------------------------------------------------------- swap_pools
+
+
+def test_swap_pools_same_statistic_gives_the_same_model():
+    for make, x in ((resnet, torch.rand(2, 3, 32, 32, dtype=torch.float64)),
+                    (series_model, torch.rand(2, 2, 64, dtype=torch.float64)),
+                    (volume_model, torch.rand(1, 1, 12, 12, 12, dtype=torch.float64))):
+        net = make()
+        with torch.no_grad():
+            ref = net(x)
+        changes = swap_pools(net, "max", types=[nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d])
+        avg_types = [nn.AvgPool1d, nn.AvgPool3d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d]
+        changes += swap_pools(net, "avg", types=avg_types)
+        assert changes and all(isinstance(c, Change) for c in changes)
+        assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool1d, nn.AdaptiveAvgPool2d)) for m in net.modules())
+        with torch.no_grad():
+            torch.testing.assert_close(net(x), ref)
+
+
+def test_swap_pools_records_every_torch_pool_and_keeps_geometry():
+    net = resnet()
+    before = params(net)
+    changes = swap_pools(net, "lp:p=3")
+    assert [c.name for c in changes] == ["maxpool", "avgpool"]
+    assert changes[0].before.startswith("MaxPool2d") and changes[0].after.startswith("LPPool2d")
+    assert "padding=1" in changes[0].after
+    assert net(torch.rand(2, 3, 32, 32, dtype=torch.float64)).shape == (2, 5)
+    assert weights_kept(net, before)
+    series = series_model()
+    assert [c.name for c in swap_pools(series, "maxblur:filt=3", types=[nn.MaxPool1d])] == ["3"]
+    assert isinstance(series[3], pnn.MaxBlurPool1d) and series[3].filt == 3
+
+
+def test_swap_pools_subsampling_pools_and_fractional():
+    net = series_model()
+    x = torch.rand(2, 2, 64, dtype=torch.float64)
+    shape = net(x).shape
+    changes = swap_pools(net, "aps", types=[nn.MaxPool1d, nn.AvgPool1d])
+    assert [c.name for c in changes] == ["3", "6"]
+    assert isinstance(net[3], pnn.ApsPool1d) and net[3].kernel_size == 2
+    assert net(x).shape == shape
+    frac = nn.Sequential(nn.FractionalMaxPool2d(3, output_ratio=0.5), nn.FractionalMaxPool2d(2, output_size=(3, 3)))
+    swap_pools(frac, "max")
+    assert isinstance(frac[0], RatioPool) and isinstance(frac[1], pnn.MaxPool2d)
+    assert frac(torch.rand(1, 2, 13, 13)).shape == (1, 2, 3, 3)
+    assert nn.FractionalMaxPool3d in POOL_TYPES and nn.LPPool3d in POOL_TYPES
+
+
+def test_swap_pools_refuses_what_it_cannot_keep_and_leaves_the_model_untouched():
+    net = resnet()
+    text = repr(net)
+    with pytest.raises(ValueError, match="output_size"):
+        swap_pools(net, "maxblur")  # AdaptiveAvgPool2d has no maxblur form
+    with pytest.raises(ValueError, match="unknown pool"):
+        swap_pools(net, "nosuchpool")
+    assert repr(net) == text
+    with pytest.raises(TypeError, match="model"):
+        swap_pools("net", "max")
+
+
+# ---------------------------------------------------------------- antialias
+
+
+def test_antialias_resnet():
+    net = resnet()
+    before = params(net)
+    x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
+    shape = net(x).shape
+    changes = antialias(net, filt=4)
+    names = [c.name for c in changes]
+    assert names == ["conv1", "maxpool", "layer2.conv1", "layer2.downsample.0"]
+    assert isinstance(net.maxpool, pnn.MaxBlurPool2d) and net.maxpool.stride == (2, 2)
+    assert isinstance(net.conv1, nn.Sequential) and net.conv1[0].stride == (1, 1)
+    assert isinstance(net.conv1[1], pnn.BlurPool2d) and net.conv1[1].filt == 4
+    assert changes[0].before.startswith("Conv2d") and "stride=(2, 2)" in changes[0].before
+    assert weights_kept(net, before)
+    with torch.no_grad():
+        assert net(x).shape == shape
+
+
+def test_antialias_series_model_blurs_after_the_activation():
+    net = series_model()
+    before = params(net)
+    x = torch.rand(2, 2, 64, dtype=torch.float64)
+    shape = net(x).shape
+    changes = antialias(net, filt=3, pools=False)
+    assert [c.name for c in changes] == ["0", "2"]  # the conv at stride 1, then ReLU -> blurpool (after the BN)
+    assert net[0].stride == (1,) and isinstance(net[2], nn.Sequential) and isinstance(net[2][1], pnn.BlurPool1d)
+    assert isinstance(net[3], nn.MaxPool1d)  # pools=False
+    assert net(x).shape == shape and weights_kept(net, before)
+    assert [c.name for c in antialias(net, convs=False)] == ["3", "6"]
+    assert isinstance(net[6], pnn.BlurPool1d) and net(x).shape == shape
+
+
+def test_antialias_3d_and_reduces_aliasing():
+    net = volume_model()
+    x = torch.rand(1, 1, 12, 12, 12, dtype=torch.float64)
+    shape = net(x).shape
+    changes = antialias(net)
+    assert [c.name for c in changes] == ["0", "1", "2"]
+    assert net(x).shape == shape
+
+
+def test_antialias_makes_a_strided_layer_more_shift_stable():
+    torch.manual_seed(0)
+    x = torch.randn(8, 4, 32, 32, dtype=torch.float64)
+    plain = nn.Sequential(nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(4)).double()
+    aa = nn.Sequential(nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(4)).double()
+    antialias(aa)
+
+    def change(net):
+        return (net(x) - net(x.roll(1, 3))).abs().mean() / net(x).abs().mean()
+
+    assert change(aa) < 0.5 * change(plain)
+
+
+def test_antialias_bad_input():
+    with pytest.raises(ValueError, match="filt"):
+        antialias(resnet(), filt=0)
+    with pytest.raises(ValueError, match="ceil_mode"):
+        antialias(nn.Sequential(nn.MaxPool2d(2, ceil_mode=True)))
+
+
+# ---------------------------------------------------------------- make_shift_invariant
+
+
+def shifts(x, every=1):
+    dims = tuple(range(2, x.ndim))
+    every_shift = itertools.product(*(range(n) for n in x.shape[2:]))
+    return [x.roll(s, dims) for s in itertools.islice(every_shift, 0, None, every)]
+
+
+@pytest.mark.parametrize("size", [16, 15])
+def test_make_shift_invariant_resnet_is_exactly_invariant(size):
+    net = resnet()
+    before = params(net)
+    x = torch.randn(1, 3, size, size, dtype=torch.float64)
+    with torch.no_grad():
+        plain = net(torch.cat(shifts(x, every=7)))
+    assert (plain - plain[:1]).abs().max() > 1e-4  # the original model is not invariant
+    changes = make_shift_invariant(net)
+    names = {c.name for c in changes}
+    assert {"conv1", "maxpool", "layer2.conv1", "layer2.downsample.0", "layer1.conv1"} <= names
+    assert net.conv1[0].padding_mode == "circular" and isinstance(net.conv1[1], pnn.ApsPool2d)
+    assert weights_kept(net, before)
+    with torch.no_grad():
+        out = net(torch.cat(shifts(x)))
+    torch.testing.assert_close(out, out[:1].expand_as(out), rtol=1e-9, atol=1e-10)
+
+
+def test_make_shift_invariant_series_model_aps_and_lps():
+    for method in ("aps", "lps"):
+        net = series_model()
+        x = torch.randn(1, 2, 50, dtype=torch.float64)
+        changes = make_shift_invariant(net, method=method)
+        assert [c.name for c in changes] == ["0", "3", "4", "6"]
+        net = net.double().eval()
+        with torch.no_grad():
+            out = net(torch.cat(shifts(x)))
+        torch.testing.assert_close(out, out[:1].expand_as(out), rtol=1e-9, atol=1e-10)
+    assert isinstance(net[3][1], pnn.LpsPool1d) and net[3][1].channels == 8
+
+
+def test_make_shift_invariant_blur_and_spec_parameters():
+    net = volume_model()
+    x = torch.rand(1, 1, 12, 12, 12, dtype=torch.float64)
+    shape = net(x).shape
+    make_shift_invariant(net, method="blur:filt=3")
+    assert isinstance(net[0][1], pnn.BlurPool3d) and net[0][1].padding_mode == "circular"
+    assert net(x).shape == shape
+    net = volume_model()
+    make_shift_invariant(net, method="aps:norm=l1")
+    assert net[0][1].norm == "l1" and net(x).shape == shape
+    with pytest.raises(ValueError, match="method"):
+        make_shift_invariant(volume_model(), method="fft")
