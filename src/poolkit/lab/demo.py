@@ -1,44 +1,40 @@
-"""``make demo``: every registered pool on a pattern and on its shifted copy.
+"""``make demo``: the default lever study on built-in data (mnist1d), then its report.
 
-Prints, per pool, the output shape and how much the pooled output changed when
-the input pattern moved by one and by four cells (relative L2 distance; 0 means
-the pool's output ignores the shift).
+Equivalent to ``poolkit study`` with its defaults: mnist1d with 1000 training
+samples, statistics max and avg, λ = 0, 0.5, 1, two seeds, 1000 Adam steps per
+trial. Re-running resumes from the SQLite file in ``poolkit-out/``; finished
+trials are not run again.
 """
 
 from __future__ import annotations
 
-import torch
+import sys
+from pathlib import Path
 
-import poolkit
+from .report import write_report
+from .study import StudyConfig, run_study
 
-
-def shift_table(size: int = 16, kernel_size: int = 4) -> list[tuple[str, tuple[int, ...], float, float]]:
-    """(name, output shape, change after a 1-cell shift, change after a 4-cell shift) per pool."""
-    x = torch.zeros(1, 4, size, size)
-    x[:, :, 2:6, 3:7] = torch.rand(1, 4, 4, 4, generator=torch.Generator().manual_seed(0)) + 0.5
-    rows = []
-    for name in poolkit.list_pools():
-        torch.manual_seed(0)
-        pool = poolkit.create_pool(name, dim=2, kernel_size=kernel_size, channels=4).eval()
-        with torch.no_grad():
-            y = pool(x)
-            y = y[0] if isinstance(y, tuple) else y
-            changes = []
-            for s in (1, 4):
-                ys = pool(torch.roll(x, (s, s), dims=(2, 3)))
-                ys = ys[0] if isinstance(ys, tuple) else ys
-                changes.append(float((ys - y).norm() / y.norm().clamp_min(1e-12)))
-        rows.append((name, tuple(y.shape), changes[0], changes[1]))
-    return rows
+__all__ = ["main"]
 
 
-def main() -> None:
-    print(f"poolkit {poolkit.__version__}: a 4x4 pattern on a 16x16 canvas, pooled with kernel 4\n")
-    print(f"{'pool':<16}{'output shape':<20}{'change, shift 1':>16}{'change, shift 4':>16}")
-    for name, shape, c1, c4 in shift_table():
-        print(f"{name:<16}{str(shape):<20}{c1:>16.3f}{c4:>16.3f}")
-    print("\nA shift by the stride (4) moves the output instead of changing it; a shift by 1 does not.")
+def main(out: str | Path = "poolkit-out") -> Path:
+    """Run (or resume) the default study and write its report; return the report folder."""
+    out = Path(out)
+    cfg = StudyConfig()
+    print(
+        f"poolkit demo: {cfg.dataset}, statistics {', '.join(cfg.pools)}, "
+        f"λ = {', '.join(f'{v:g}' for v in cfg.levers)}, "
+        f"{cfg.seeds} seeds, {cfg.train.steps} steps per trial (a few minutes on 2 cores)",
+        flush=True,
+    )
+    url, name = run_study(cfg, out=out)
+    path = write_report(name, url, out / f"report-{name}")
+    finding = [ln for ln in (path / "summary.md").read_text().splitlines() if ln.startswith("**Finding")]
+    print("\n".join(ln.replace("**", "") for ln in finding))
+    print(f"report: {(path / 'index.html').resolve()}")
+    print(f"storage: {url} (study {name!r}); rerun to resume, `poolkit report {name} --storage {url}` to re-report")
+    return path
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else "poolkit-out")

@@ -1,0 +1,163 @@
+"""The ``poolkit`` command: run lever studies, report them, list what is available.
+
+Examples::
+
+    poolkit study                                    # mnist1d, max/avg, λ = 0, 0.5, 1, 2 seeds
+    poolkit study --dataset digits-where --padding circular --pools max --levers 0,0.25,0.5,0.75,1
+    poolkit study --dataset mnist1d --n-trials 20 --sampler tpe   # search λ
+    poolkit report mnist1d-zeros --storage sqlite:///poolkit-out/poolkit.db --out report/
+    poolkit list
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+__all__ = ["app", "main", "parse_levers", "parse_options"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="poolkit: pooling as the lever between "
+                  "equivariance and invariance. Sweep it on data, store every trial, report the optimum.")
+
+
+def parse_levers(text: str) -> list[float]:
+    """``"0,0.5,1"`` -> ``[0.0, 0.5, 1.0]``; every value must be in [0, 1]."""
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise typer.BadParameter(f"--levers must be comma-separated numbers in [0, 1], got {text!r}") from err
+    if not vals or any(not 0.0 <= v <= 1.0 for v in vals):
+        raise typer.BadParameter(f"--levers must be comma-separated numbers in [0, 1], got {text!r}")
+    return vals
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``["canvas=32", "task=quadrant"]`` -> ``{"canvas": 32, "task": "quadrant"}`` (numbers typed)."""
+    from poolkit.registry import _value
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        if not eq or not key.strip():
+            raise typer.BadParameter(f"--data-option must be KEY=VALUE, got {item!r}")
+        out[key.strip()] = _value(val)
+    return out
+
+
+def _fail(err: Exception) -> None:
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def study(
+    dataset: str = typer.Option("mnist1d", help="mnist1d, digits-shift, digits-where, npz:PATH, ucr:NAME, csv:PATH"),
+    pools: str = typer.Option("max,avg", help="comma-separated pool specs (poolkit list)"),
+    levers: str = typer.Option("0,0.5,1", help="comma-separated λ values in [0, 1]"),
+    seeds: int = typer.Option(2, min=1, help="seeds per grid point"),
+    storage: str | None = typer.Option(None, help="Optuna storage URL [default: sqlite:///OUT/poolkit.db]"),
+    study_name: str | None = typer.Option(None, help="[default: DATASET-PADDING]"),
+    workers: int = typer.Option(1, min=1, help="local worker processes on one storage"),
+    out: Path = typer.Option(Path("poolkit-out"), help="folder for the SQLite file and the report"),  # noqa: B008
+    padding: str = typer.Option("zeros", help="conv padding: zeros or circular (exact invariance at λ = 1)"),
+    train_size: int | None = typer.Option(None, help="training samples [default: the loader's; mnist1d 1000]"),
+    steps: int = typer.Option(1000, min=1, help="Adam steps per trial (the training budget)"),
+    channels: int = typer.Option(32, min=1, help="conv width"),
+    batch_size: int = typer.Option(100, min=1),
+    lr: float = typer.Option(1e-2),
+    data_option: list[str] = typer.Option([], help="KEY=VALUE passed to the dataset loader (repeatable)"),  # noqa: B008
+    n_trials: int | None = typer.Option(None, help="with --sampler tpe: number of trials of the λ search"),
+    sampler: str = typer.Option("grid", help="grid (sweep the levers) or tpe (search continuous λ)"),
+    threads: int = typer.Option(1, min=1, help="torch threads per worker"),
+    report: bool = typer.Option(True, "--report/--no-report", help="write the report when done"),
+) -> None:
+    """Sweep the lever: train and measure every (statistic, λ, seed), store it, then report."""
+    from poolkit.lab.study import StudyConfig, run_study
+    from poolkit.lab.train import TrainConfig
+
+    if sampler not in ("grid", "tpe"):
+        _fail(ValueError(f"--sampler must be 'grid' or 'tpe', got {sampler!r}"))
+    if sampler == "tpe" and n_trials is None:
+        _fail(ValueError("--sampler tpe needs --n-trials N"))
+    if n_trials is not None and sampler != "tpe":
+        sampler = "tpe"
+    try:
+        cfg = StudyConfig(
+            dataset=dataset,
+            pools=pools,
+            levers=parse_levers(levers),
+            seeds=seeds,
+            train_size=train_size,
+            data_options=parse_options(data_option),
+            train=TrainConfig(steps=steps, batch_size=batch_size, lr=lr, channels=channels, padding=padding,
+                              threads=threads),
+            n_trials=n_trials if sampler == "tpe" else None,
+        )
+        url, name = run_study(cfg, storage=storage, study_name=study_name, out=out, workers=workers)
+    except (ValueError, TypeError) as err:
+        _fail(err)
+    typer.echo(f"study {name!r} done; storage {url}")
+    if report:
+        _report(name, url, out / f"report-{name}")
+
+
+def _report(name: str, storage: str, out: Path) -> None:
+    from poolkit.lab.report import write_report
+
+    try:
+        path = write_report(name, storage, out)
+    except (ValueError, TypeError) as err:
+        _fail(err)
+    typer.echo(f"report: {path / 'index.html'}")
+    summary = path / "summary.md"
+    if summary.exists():
+        finding = [ln for ln in summary.read_text().splitlines() if ln.startswith("**Finding")]
+        for ln in finding:
+            typer.echo(ln.replace("**", ""))
+
+
+@app.command()
+def report(
+    study_name: str = typer.Argument(..., help="study name (poolkit study prints it)"),
+    storage: str = typer.Option("sqlite:///poolkit-out/poolkit.db", help="Optuna storage URL"),
+    out: Path | None = typer.Option(None, help="[default: poolkit-out/report-STUDY]"),  # noqa: B008
+) -> None:
+    """Write the HTML/Markdown/CSV/PNG report of a stored study."""
+    _report(study_name, storage, out or Path("poolkit-out") / f"report-{study_name}")
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List the registered pools and the datasets."""
+    import poolkit
+    from poolkit.lab.data import DATASETS
+
+    typer.echo("pools:")
+    for name in poolkit.list_pools():
+        typer.echo(f"  {name}")
+    typer.echo("datasets:")
+    for name, what in DATASETS.items():
+        typer.echo(f"  {name:<14} {what}")
+
+
+def _register_extra_commands() -> None:
+    from poolkit.lab.audit import audit_cli
+    from poolkit.lab.picture import demo_cli
+
+    app.command("demo")(demo_cli)
+    app.command("audit")(audit_cli)
+
+
+_register_extra_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``poolkit`` console script."""
+    app(args=argv if argv is not None else sys.argv[1:], prog_name="poolkit")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

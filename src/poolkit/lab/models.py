@@ -1,0 +1,129 @@
+"""The reference CNN that the lab sweeps: one conv stack, pooling set by the lever.
+
+>>> import torch
+>>> net = LeverNet(1, 10, (40,), lever=0.5, pool="max")
+>>> net(torch.rand(2, 1, 40)).shape
+torch.Size([2, 10])
+>>> net.head_size, net.head_parameters()
+((6,), 1930)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+import poolkit
+
+from .lever import Schedule, check_lever, pool_schedule
+
+__all__ = ["LeverNet", "build_pool", "PADDING_MODES"]
+
+PADDING_MODES = ("zeros", "circular")
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
+
+
+def build_pool(spec: str, dim: int, kernel: tuple[int, ...] | None, channels: int) -> nn.Module:
+    """A pooling module from a registry spec: ``kernel`` = stride, or global when ``kernel`` is None."""
+    if kernel is None:
+        return poolkit.create_pool(spec, dim=dim, channels=channels, output_size=1)
+    if all(k == 1 for k in kernel):
+        return nn.Identity()
+    return poolkit.create_pool(spec, dim=dim, kernel_size=kernel, stride=kernel, channels=channels)
+
+
+class LeverNet(nn.Module):
+    """Conv blocks (conv + ReLU, then the lever's pool) and a flatten + linear head.
+
+    The conv stack is the same for every λ; only the pools and the head's input
+    size change. With ``padding_mode="circular"`` and ``lever=1`` the head's
+    input is exactly invariant to circular shifts of the input.
+
+    Args:
+        in_channels: input channels.
+        num_classes: outputs of the head.
+        spatial: input size per spatial axis (1 or 2 axes); the model needs this fixed size.
+        lever: λ in [0, 1] (0: no pooling, 1: global pooling).
+        pool: any registry spec (``"max"``, ``"avg"``, ``"lp:p=2"``...); ignored at λ = 0.
+        padding_mode: conv padding, ``"zeros"`` or ``"circular"``.
+        channels: conv width.
+        blocks: number of conv blocks.
+        kernel_size: conv kernel (odd); default 5 in 1-D, 3 in 2-D.
+
+    Shape:
+        - Input: ``(N, in_channels, *spatial)``
+        - Output: ``(N, num_classes)``; :meth:`features` gives the head's input ``(N, channels, *head_size)``.
+
+    Example:
+        >>> net = LeverNet(1, 4, (24, 24), lever=1.0, pool="avg", padding_mode="circular")
+        >>> net.head_size
+        (1, 1)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        spatial: Sequence[int],
+        lever: float,
+        pool: str = "max",
+        padding_mode: str = "zeros",
+        channels: int = 32,
+        blocks: int = 2,
+        kernel_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        spatial = tuple(int(s) for s in spatial)
+        dim = len(spatial)
+        if dim not in _CONV:
+            raise ValueError(f"spatial must have 1 or 2 axes (1-D or 2-D data), got {spatial!r}")
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        for name, val in (("in_channels", in_channels), ("num_classes", num_classes), ("channels", channels)):
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                raise ValueError(f"{name} must be a positive int, got {val!r}")
+        k = kernel_size if kernel_size is not None else (5 if dim == 1 else 3)
+        if not isinstance(k, int) or k < 1 or k % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd positive int, got {kernel_size!r}")
+        self.lever = check_lever(lever)
+        self.pool_spec = "none" if self.lever == 0 else pool
+        self.padding_mode = padding_mode
+        self.schedule: Schedule = pool_schedule(spatial, self.lever, blocks)
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for b, kern in enumerate(self.schedule.kernels):
+            layers += [_CONV[dim](c_in, channels, k, padding=k // 2, padding_mode=padding_mode), nn.ReLU()]
+            last = b == blocks - 1
+            if self.lever > 0:
+                layers.append(build_pool(pool, dim, None if (last and self.schedule.global_pool) else kern, channels))
+            c_in = channels
+        self.body = nn.Sequential(*layers)
+        self.head_size = self.schedule.head_size
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(channels * math.prod(self.head_size), num_classes))
+        self.input_size = spatial
+
+    def features(self, x: Tensor) -> Tensor:
+        """The head's input: the conv stack and pools applied to ``x``."""
+        y = self.body(x)
+        return y[0] if isinstance(y, tuple) else y
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+    def head_parameters(self) -> int:
+        """Number of parameters in the head (what pooling shrinks)."""
+        return sum(p.numel() for p in self.head.parameters())
+
+    def num_parameters(self) -> int:
+        """Number of parameters in the whole model."""
+        return sum(p.numel() for p in self.parameters())
+
+    def extra_repr(self) -> str:
+        return f"lever={self.lever}, pool={self.pool_spec!r}, head_size={self.head_size}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(LeverNet(1, 10, (40,), 0.5)(torch.rand(2, 1, 40)).shape)

@@ -1,0 +1,384 @@
+"""Studies: sweep the lever over an Optuna storage, resumable and shareable.
+
+A study is one dataset + training config, stored under a study name in an
+Optuna storage (a SQLite file by default, any database URL such as PostgreSQL
+for many machines). Every trial's parameters (``lever``) and user attributes
+(``pool``, ``seed``, every measured value) live in the storage; the report
+reads them back from there.
+
+Grid mode (default) runs every (statistic, λ, seed) once; λ = 0 has no pooling,
+so it is one grid point per seed (statistic ``"none"``), not one per statistic.
+TPE mode (``n_trials``) lets Optuna's TPE sampler search λ ∈ [0, 1] and the
+statistic for the best test accuracy.
+
+Resuming: re-running the same study skips finished grid points; trials left
+RUNNING by a crash stop sending heartbeats and, after a grace period, are
+marked failed and their grid point queued again; a grid point is never
+COMPLETE twice. ``workers > 1`` runs that many local processes on one storage.
+
+Default study name: ``"<dataset>-<padding>"`` (``"mnist1d-zeros"``); default
+storage: ``sqlite:///<out>/poolkit.db``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import random
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data import load_dataset
+from .lever import check_lever
+from .train import TrainConfig, run_trial, show_progress
+
+__all__ = [
+    "StudyConfig",
+    "grid_points",
+    "open_storage",
+    "run_study",
+    "default_study_name",
+    "trials_frame",
+    "HEARTBEAT_S",
+    "GRACE_S",
+]
+
+#: Seconds between heartbeats of a running trial, and how long a silent one is trusted.
+HEARTBEAT_S = 2
+GRACE_S = 8
+
+
+@dataclass
+class StudyConfig:
+    """What a study sweeps and how each trial trains.
+
+    Args:
+        dataset: dataset spec (see :func:`poolkit.lab.data.load_dataset`).
+        pools: registry specs for the statistic axis.
+        levers: λ values for the grid.
+        seeds: number of seeds (0..seeds-1) per grid point.
+        train_size: training samples (None = the loader's default).
+        data_options: passed to the loader.
+        train: training configuration.
+        n_trials: when set, a TPE search over continuous λ (and the statistic) with this many trials.
+    """
+
+    dataset: str = "mnist1d"
+    pools: Sequence[str] = ("max", "avg")
+    levers: Sequence[float] = (0.0, 0.5, 1.0)
+    seeds: int = 2
+    train_size: int | None = None
+    data_options: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000))
+    n_trials: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.pools, str):
+            self.pools = [p for p in self.pools.split(",") if p]
+        self.pools = [str(p).strip() for p in self.pools]
+        if not self.pools:
+            raise ValueError("pools must name at least one statistic, e.g. 'max,avg'")
+        self.levers = sorted({check_lever(v) for v in self.levers})
+        if not self.levers and self.n_trials is None:
+            raise ValueError("levers must hold at least one value in [0, 1]")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ValueError(f"seeds must be a positive int, got {self.seeds!r}")
+        if self.n_trials is not None and (not isinstance(self.n_trials, int) or self.n_trials < 1):
+            raise ValueError(f"n_trials must be a positive int, got {self.n_trials!r}")
+        import poolkit
+
+        for p in self.pools:
+            poolkit.create_pool(p, dim=1, kernel_size=2, channels=1)  # raises ValueError naming what is accepted
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a study to be resumed (the grid axes may grow)."""
+        return {
+            "dataset": self.dataset,
+            "train_size": self.train_size,
+            "data_options": dict(sorted(self.data_options.items())),
+            "train": self.train.to_dict(),
+        }
+
+
+def default_study_name(dataset: str, padding: str) -> str:
+    """``"<dataset>-<padding>"`` with path-like characters made safe."""
+    base = dataset.replace("\\", "/").rstrip("/").split("/")[-1]
+    kind = dataset.split(":")[0]
+    stem = f"{kind}-{base.split(':')[-1]}" if ":" in dataset else dataset
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{stem}-{padding}")
+
+
+def grid_points(config: StudyConfig) -> list[tuple[str, float, int]]:
+    """(statistic, λ, seed) triples; λ = 0 appears once per seed as ``"none"``."""
+    pts = []
+    for lever in config.levers:
+        for pool in ["none"] if lever == 0 else config.pools:
+            for seed in range(config.seeds):
+                pts.append((pool, float(lever), seed))
+    return pts
+
+
+def open_storage(url: str) -> Any:
+    """An Optuna RDB storage with heartbeats; SQLite waits for locks instead of failing."""
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 120}
+    return _retry(
+        lambda: optuna.storages.RDBStorage(
+            url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
+        )
+    )
+
+
+def _retry(make: Any, attempts: int = 6) -> Any:
+    """Call ``make``; on a database integrity error (machines creating one schema or study at once) try again."""
+    from sqlalchemy.exc import IntegrityError
+
+    for i in range(attempts):
+        try:
+            return make()
+        except IntegrityError:
+            if i == attempts - 1:
+                raise
+            time.sleep(0.3 * (i + 1) + random.random() * 0.5)
+    raise AssertionError("unreachable")
+
+
+def _load_or_create(storage_url: str, name: str, config: StudyConfig) -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(storage_url)
+    sampler = optuna.samplers.TPESampler(seed=0) if config.n_trials else optuna.samplers.RandomSampler(seed=0)
+    study = _retry(
+        lambda: optuna.create_study(
+            study_name=name, storage=storage, direction="maximize", sampler=sampler, load_if_exists=True
+        )
+    )
+    ident = json.dumps(config.identity(), sort_keys=True)
+    have = study.user_attrs.get("identity")
+    if have is None:
+        study.set_user_attr("identity", ident)
+        study.set_user_attr("dataset", config.dataset)
+        study.set_user_attr("padding", config.train.padding)
+    elif have != ident:
+        raise ValueError(
+            f"study {name!r} in {storage_url} was made with a different dataset or training config:\n"
+            f"  stored: {have}\n  asked:  {ident}\nuse another --study-name or --storage"
+        )
+    return study
+
+
+def _key(pool: str, lever: float, seed: int) -> tuple[str, float, int]:
+    return (pool, round(float(lever), 6), int(seed))
+
+
+def _trial_key(t: Any) -> tuple[str, float, int] | None:
+    # A WAITING trial has no params yet: its grid point is in its user attributes.
+    lever = t.params.get("lever", t.user_attrs.get("lever"))
+    if "pool" not in t.user_attrs or lever is None:
+        return None
+    return _key(t.user_attrs["pool"], lever, t.user_attrs["seed"])
+
+
+def _enqueue_missing(study: Any, config: StudyConfig) -> tuple[int, int]:
+    """Queue every grid point with no COMPLETE, RUNNING or WAITING trial; return (queued, pending)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.storages.fail_stale_trials(study)
+    taken = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)):
+        k = _trial_key(t)
+        if k is not None:
+            taken.setdefault(k, t.state)
+    queued = 0
+    for pool, lever, seed in grid_points(config):
+        if _key(pool, lever, seed) not in taken:
+            study.enqueue_trial({"lever": lever}, user_attrs={"pool": pool, "seed": seed, "lever": lever})
+            queued += 1
+    pending = sum(1 for k in grid_points(config) if taken.get(_key(*k)) != TrialState.COMPLETE)
+    return queued, pending
+
+
+class _NoGridPoint(Exception):
+    """A worker asked for a trial after the queue ran dry (another worker took the last one)."""
+
+
+def _claimed_elsewhere(trial: Any, key: tuple[str, float, int]) -> bool:
+    """True when another trial already completed this grid point, or runs it with a lower number.
+
+    Two machines that queue the same missing point at once both get a trial for it;
+    the lower-numbered one runs, the other stops here, so no point completes twice.
+    """
+    from optuna.trial import TrialState
+
+    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+        if t.number != trial.number and _trial_key(t) == key:
+            if t.state == TrialState.COMPLETE or t.number < trial.number:
+                return True
+    return False
+
+
+def _objective(ds: Any, config: StudyConfig, progress: bool):
+    import optuna
+
+    def objective(trial: optuna.Trial) -> float:
+        if config.n_trials:
+            lever = trial.suggest_float("lever", 0.0, 1.0)
+            pool = trial.suggest_categorical("pool", list(config.pools)) if lever > 0 else "none"
+            seed = 0
+            trial.set_user_attr("pool", pool)
+            trial.set_user_attr("seed", seed)
+        else:
+            if "pool" not in trial.user_attrs:
+                raise _NoGridPoint()
+            lever = trial.suggest_float("lever", 0.0, 1.0)
+            pool, seed = trial.user_attrs["pool"], int(trial.user_attrs["seed"])
+            if _claimed_elsewhere(trial, _key(pool, lever, seed)):
+                trial.set_user_attr("duplicate_of_grid_point", True)
+                raise _NoGridPoint()
+        m = run_trial(ds, pool, lever, seed, config.train, progress=progress)
+        for k, v in m.items():
+            trial.set_user_attr(k, None if isinstance(v, float) and math.isnan(v) else v)
+        return m["test_acc"]
+
+    return objective
+
+
+def _waiting(study: Any) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def _work(storage_url: str, name: str, config: StudyConfig, progress: bool, bar_total: int = 0) -> int:
+    """Run queued grid points (or TPE trials) until none is left; return how many this process ran."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ds = load_dataset(config.dataset, train_size=config.train_size, seed=0, **config.data_options)
+    study = _load_or_create(storage_url, name, config)
+    objective = _objective(ds, config, progress)
+    bar = None
+    if progress and bar_total:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=bar_total, desc=f"trials ({name})", unit="trial")
+    ran = 0
+    while True:
+        if config.n_trials:
+            done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)))
+            if done >= config.n_trials:
+                break
+        elif _waiting(study) == 0:
+            break
+        study.optimize(objective, n_trials=1, catch=(_NoGridPoint,))
+        ran += 1
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    return ran
+
+
+def _worker_main(storage_url: str, name: str, config: StudyConfig) -> None:
+    _work(storage_url, name, config, progress=False)
+
+
+def run_study(
+    config: StudyConfig,
+    storage: str | None = None,
+    study_name: str | None = None,
+    out: str | Path = "poolkit-out",
+    workers: int = 1,
+    wait_for_running: bool = True,
+) -> tuple[str, str]:
+    """Run (or resume) a study and return ``(storage_url, study_name)``.
+
+    Args:
+        config: what to sweep.
+        storage: Optuna storage URL; default ``sqlite:///<out>/poolkit.db``.
+        study_name: default :func:`default_study_name` of the dataset and padding.
+        out: folder for the default SQLite file (and, in the CLI, the report).
+        workers: local processes sharing the storage.
+        wait_for_running: when trials are RUNNING elsewhere (another worker, or a crashed one whose
+            heartbeat has not gone stale yet), wait for them to finish or go stale, then rerun the stale ones.
+
+    Example:
+        >>> cfg = StudyConfig("digits-shift", pools=["max"], levers=[0, 1], seeds=1, train_size=40,
+        ...                   data_options={"test_size": 20}, train=TrainConfig(steps=2, channels=4))
+        >>> url, name = run_study(cfg, out=tmp)  # doctest: +SKIP
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    out = Path(out)
+    if storage is None:
+        out.mkdir(parents=True, exist_ok=True)
+        storage = f"sqlite:///{out.resolve() / 'poolkit.db'}"
+    name = study_name or default_study_name(config.dataset, config.train.padding)
+    # Refuse bad data (and a mismatched study) before anything is queued or trained.
+    load_dataset(config.dataset, train_size=config.train_size, seed=0, **config.data_options)
+    study = _load_or_create(storage, name, config)
+    progress = show_progress()
+    while True:
+        if config.n_trials:
+            import optuna
+
+            optuna.storages.fail_stale_trials(study)
+            pending = config.n_trials
+        else:
+            _, pending = _enqueue_missing(study, config)
+        if workers == 1:
+            _work(storage, name, config, progress, bar_total=_waiting(study) if not config.n_trials else pending)
+        else:
+            ctx = mp.get_context("spawn")
+            procs = [ctx.Process(target=_worker_main, args=(storage, name, config)) for _ in range(workers)]
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
+            bad = [p.exitcode for p in procs if p.exitcode != 0]
+            if bad:
+                raise RuntimeError(f"{len(bad)} worker(s) failed with exit codes {bad}; see their output above")
+        if config.n_trials or not wait_for_running:
+            break
+        _, pending = _enqueue_missing(study, config)
+        if pending == 0:
+            break
+        if _waiting(study) == 0:
+            time.sleep(HEARTBEAT_S)  # trials RUNNING elsewhere: wait for them to finish or go stale
+    return storage, name
+
+
+def trials_frame(storage: str, study_name: str) -> Any:
+    """All COMPLETE trials of a study as a pandas DataFrame, one row per trial, read from the storage."""
+    import optuna
+    import pandas as pd
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except KeyError as err:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
+        raise ValueError(f"no study {study_name!r} in {storage}; studies there: {names}") from err
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if _trial_key(t) is None:
+            continue
+        row = {"trial": t.number, **t.user_attrs, "lever": float(t.params["lever"])}
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame.attrs.update({k: v for k, v in study.user_attrs.items() if isinstance(v, str)})
+    frame.attrs["study_name"] = study_name
+    return frame

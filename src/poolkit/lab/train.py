@@ -1,0 +1,266 @@
+"""One trial: build the lever's model, train it, measure it.
+
+A trial is (dataset, statistic, λ, seed, training config). Training is Adam with
+a fixed budget of steps over seeded mini-batches, so a trial is deterministic
+given its seed (on one machine, with the same thread count). The measured values
+come back as one flat dict of numbers, ready to store as trial attributes.
+
+>>> from poolkit.lab.data import load_dataset
+>>> ds = load_dataset("digits-shift", train_size=40, test_size=20)
+>>> m = run_trial(ds, "max", 0.5, seed=0, config=TrainConfig(steps=2, channels=4))
+>>> sorted(k for k in m if k.endswith("acc"))
+['shifted_acc', 'test_acc', 'train_acc']
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .data import Dataset
+from .lever import check_lever
+from .models import PADDING_MODES, LeverNet
+
+__all__ = ["TrainConfig", "build_model", "train_model", "evaluate", "run_trial", "show_progress"]
+
+
+def show_progress() -> bool:
+    """Progress bars only when stderr is a terminal."""
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+@dataclass
+class TrainConfig:
+    """Everything about a trial except the dataset, statistic, λ and seed.
+
+    Args:
+        steps: Adam steps (the fixed training budget).
+        batch_size: mini-batch size.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        channels: conv width of the reference CNN.
+        blocks: conv blocks.
+        kernel_size: conv kernel; None = 5 in 1-D, 3 in 2-D.
+        padding: conv padding mode, ``"zeros"`` or ``"circular"``.
+        class_weight: ``"auto"`` (balanced for binary tasks, none otherwise), ``"balanced"`` or ``"none"``.
+        max_shift: largest shift for shifted accuracy and consistency; None = 1/8 of the smallest axis.
+        threads: torch intra-op threads while the trial runs.
+    """
+
+    steps: int = 2000
+    batch_size: int = 100
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    channels: int = 32
+    blocks: int = 2
+    kernel_size: int | None = None
+    padding: str = "zeros"
+    class_weight: str = "auto"
+    max_shift: int | None = None
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "channels", "blocks", "threads"):
+            val = getattr(self, name)
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                raise ValueError(f"{name} must be a positive int, got {val!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.padding not in PADDING_MODES:
+            raise ValueError(f"padding must be one of {PADDING_MODES}, got {self.padding!r}")
+        if self.class_weight not in ("auto", "balanced", "none"):
+            raise ValueError(f"class_weight must be 'auto', 'balanced' or 'none', got {self.class_weight!r}")
+        if self.max_shift is not None and (not isinstance(self.max_shift, int) or self.max_shift < 1):
+            raise ValueError(f"max_shift must be a positive int or None, got {self.max_shift!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {', '.join(unknown)}; accepted: {', '.join(sorted(names))}")
+        return cls(**d)
+
+
+def build_model(ds: Dataset, pool: str, lever: float, config: TrainConfig) -> LeverNet:
+    """The reference CNN for ``ds`` at ``lever`` with statistic ``pool``."""
+    return LeverNet(
+        ds.channels,
+        ds.num_classes,
+        ds.spatial,
+        lever,
+        pool=pool,
+        padding_mode=config.padding,
+        channels=config.channels,
+        blocks=config.blocks,
+        kernel_size=config.kernel_size,
+    )
+
+
+def _class_weights(ds: Dataset, config: TrainConfig) -> Tensor | None:
+    mode = config.class_weight
+    if mode == "none" or (mode == "auto" and ds.num_classes != 2):
+        return None
+    counts = torch.bincount(ds.y_train, minlength=ds.num_classes).clamp_min(1).float()
+    return counts.sum() / (ds.num_classes * counts)
+
+
+def train_model(model: torch.nn.Module, ds: Dataset, config: TrainConfig, seed: int, progress: bool = False) -> None:
+    """Adam for ``config.steps`` steps over seeded, reshuffled-every-epoch mini-batches."""
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    weight = _class_weights(ds, config)
+    n = len(ds.y_train)
+    bs = min(config.batch_size, n)
+    order = torch.randperm(n, generator=gen)
+    pos = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, desc="steps", leave=False, unit="step")
+    model.train()
+    for _ in range(config.steps):
+        if pos + bs > n:
+            order, pos = torch.randperm(n, generator=gen), 0
+        idx = order[pos : pos + bs]
+        pos += bs
+        loss = F.cross_entropy(model(ds.X_train[idx]), ds.y_train[idx], weight=weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    model.eval()
+
+
+@torch.no_grad()
+def _predict(model: torch.nn.Module, x: Tensor, batch: int = 500) -> Tensor:
+    return torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)]) if len(x) else x.new_zeros(0)
+
+
+def _accuracy(logits: Tensor, y: Tensor) -> float:
+    return float((logits.argmax(1) == y).float().mean())
+
+
+def _shift_list(spatial: tuple[int, ...], max_shift: int, seed: int, count: int = 4) -> list[tuple[int, ...]]:
+    # Random non-zero shifts of up to max_shift per axis, fixed by the seed.
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < count:
+        s = tuple(int(v) for v in rng.integers(-max_shift, max_shift + 1, len(spatial)))
+        if any(s):
+            out.append(s)
+    return out
+
+
+def _binary(logits: Tensor, y: Tensor) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
+
+    pred = logits.argmax(1).numpy()
+    yt = y.numpy()
+    score = torch.softmax(logits, 1)[:, 1].numpy()
+    neg = yt == 0
+    return {
+        "recall": float(recall_score(yt, pred, zero_division=0)),
+        "precision": float(precision_score(yt, pred, zero_division=0)),
+        "f1": float(f1_score(yt, pred, zero_division=0)),
+        "fpr": float((pred[neg] == 1).mean()) if neg.any() else math.nan,
+        "pr_auc": float(average_precision_score(yt, score)) if (yt == 1).any() else math.nan,
+    }
+
+
+def _instruments(model: LeverNet, ds: Dataset, max_shift: int, seed: int) -> dict[str, float]:
+    """Consistency (circular, crop) and the head input's invariance, from :mod:`poolkit.measure`."""
+    out = {k: math.nan for k in ("consistency_circular", "consistency_crop", "head_invariance")}
+    try:
+        from poolkit.measure import consistency, invariance
+    except ImportError:  # the instruments are an optional part of the install
+        return out
+    x = ds.X_test[:512]
+    with torch.no_grad():
+        out["consistency_circular"] = float(
+            consistency(model, x, max_shift=max_shift, mode="circular", seed=seed).consistency
+        )
+        pad = [max_shift, max_shift] * ds.dim
+        xp = F.pad(x, pad)
+        out["consistency_crop"] = float(
+            consistency(model, xp, max_shift=max_shift, mode="crop", crop_size=ds.spatial, seed=seed).consistency
+        )
+        shifts = _shift_list(ds.spatial, max_shift, seed + 1)
+        out["head_invariance"] = float(invariance(model.features, x[:256], shifts, mode="circular"))
+    return out
+
+
+def evaluate(model: LeverNet, ds: Dataset, config: TrainConfig, seed: int = 0) -> dict[str, float]:
+    """Accuracy (train, test, shifted test), gap, consistency, head invariance; binary metrics when K = 2."""
+    max_shift = config.max_shift or max(1, min(ds.spatial) // 8)
+    train_logits = _predict(model, ds.X_train)
+    test_logits = _predict(model, ds.X_test)
+    m: dict[str, float] = {
+        "train_acc": _accuracy(train_logits, ds.y_train),
+        "test_acc": _accuracy(test_logits, ds.y_test),
+    }
+    m["gap"] = m["train_acc"] - m["test_acc"]
+    dims = tuple(range(2, 2 + ds.dim))
+    shifted = [
+        _accuracy(_predict(model, torch.roll(ds.X_test, s, dims)), ds.y_test)
+        for s in _shift_list(ds.spatial, max_shift, seed)
+    ]
+    m["shifted_acc"] = float(np.mean(shifted))
+    m["max_shift"] = float(max_shift)
+    m.update(_instruments(model, ds, max_shift, seed))
+    if ds.num_classes == 2:
+        m.update(_binary(test_logits, ds.y_test))
+    return m
+
+
+def run_trial(
+    ds: Dataset, pool: str, lever: float, seed: int, config: TrainConfig | None = None, progress: bool = False
+) -> dict[str, float]:
+    """Train and measure one (statistic, λ, seed) on ``ds``.
+
+    Args:
+        ds: a validated dataset.
+        pool: a registry spec; ignored (recorded as ``"none"``) at λ = 0.
+        lever: λ in [0, 1].
+        seed: seeds the weights and the batch order.
+        config: training configuration (default :class:`TrainConfig`).
+        progress: show a progress bar over steps.
+
+    Returns:
+        Flat dict: ``train_acc``, ``test_acc``, ``gap``, ``shifted_acc``, ``consistency_circular``,
+        ``consistency_crop``, ``head_invariance`` (mean normalized distance of the head's input under
+        circular shifts; 0 = invariant), ``head_params``, ``params``, ``head_positions``, ``wall_s``,
+        and for binary tasks ``recall``, ``precision``, ``f1``, ``fpr``, ``pr_auc``.
+    """
+    config = config or TrainConfig()
+    lever = check_lever(lever)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        t0 = time.perf_counter()
+        torch.manual_seed(seed)
+        model = build_model(ds, pool, lever, config)
+        train_model(model, ds, config, seed, progress)
+        m = evaluate(model, ds, config, seed)
+    finally:
+        torch.set_num_threads(threads)
+    m["head_params"] = float(model.head_parameters())
+    m["params"] = float(model.num_parameters())
+    m["head_positions"] = float(math.prod(model.head_size))
+    m["wall_s"] = time.perf_counter() - t0
+    return m

@@ -1,0 +1,152 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from poolkit.lab.study import StudyConfig, default_study_name, grid_points, run_study, trials_frame
+from poolkit.lab.train import TrainConfig
+
+OPTS = {"test_size": 20}
+
+
+def _cfg(**kw):
+    base = dict(dataset="digits-shift", pools=["max", "avg"], levers=[0, 1], seeds=1, train_size=40,
+                data_options=OPTS, train=TrainConfig(steps=2, channels=4))
+    base.update(kw)
+    return StudyConfig(**base)
+
+
+def _complete_keys(url, name):
+    study = optuna.load_study(study_name=name, storage=url)
+    return [
+        (t.user_attrs["pool"], t.params["lever"], t.user_attrs["seed"])
+        for t in study.get_trials(states=(TrialState.COMPLETE,))
+    ]
+
+
+def test_grid_has_one_no_pool_point_per_seed():
+    pts = grid_points(_cfg(levers=[0, 0.5, 1], seeds=2))
+    assert sorted(pts) == sorted(
+        [("none", 0.0, 0), ("none", 0.0, 1)] + [(p, lv, s) for p in ("max", "avg") for lv in (0.5, 1.0) for s in (0, 1)]
+    )
+
+
+def test_default_study_name():
+    assert default_study_name("mnist1d", "zeros") == "mnist1d-zeros"
+    assert default_study_name("npz:/data/my set.npz", "circular") == "npz-my_set.npz-circular"
+
+
+def test_study_stores_everything_and_resumes(tmp_path):
+    url, name = run_study(_cfg(), out=tmp_path)
+    assert url == f"sqlite:///{(tmp_path / 'poolkit.db').resolve()}" and name == "digits-shift-zeros"
+    keys = _complete_keys(url, name)
+    assert sorted(keys) == sorted(grid_points(_cfg()))
+    frame = trials_frame(url, name)
+    assert {"test_acc", "head_invariance", "head_params", "wall_s"} <= set(frame.columns)
+    # Rerun: nothing runs twice. A grown grid runs only the new points.
+    run_study(_cfg(), out=tmp_path)
+    assert len(_complete_keys(url, name)) == 3
+    run_study(_cfg(seeds=2), out=tmp_path)
+    keys = _complete_keys(url, name)
+    assert len(keys) == len(set(keys)) == 6
+
+
+def test_a_point_queued_twice_completes_once(tmp_path):
+    # What two machines queueing the same missing point at once would leave behind.
+    cfg = _cfg(levers=[1], pools=["max"])
+    url, name = run_study(cfg, out=tmp_path)
+    study = optuna.load_study(study_name=name, storage=url)
+    study.enqueue_trial({"lever": 1.0}, user_attrs={"pool": "max", "seed": 0, "lever": 1.0})
+    run_study(cfg, out=tmp_path)
+    assert _complete_keys(url, name) == [("max", 1.0, 0)]
+    dup = study.get_trials(states=(TrialState.FAIL,))
+    assert len(dup) == 1 and dup[0].user_attrs["duplicate_of_grid_point"]
+
+
+def test_changed_config_is_refused(tmp_path):
+    run_study(_cfg(levers=[1], pools=["max"]), out=tmp_path)
+    with pytest.raises(ValueError, match="different dataset or training config"):
+        run_study(_cfg(levers=[1], pools=["max"], train=TrainConfig(steps=3, channels=4)), out=tmp_path)
+
+
+def test_bad_study_config_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown pool"):
+        _cfg(pools=["nosuch"])
+    with pytest.raises(ValueError, match="lever"):
+        _cfg(levers=[2])
+    with pytest.raises(ValueError, match="unknown dataset"):
+        run_study(_cfg(dataset="nosuch"), out=tmp_path)
+    with pytest.raises(ValueError, match="workers"):
+        run_study(_cfg(), out=tmp_path, workers=0)
+
+
+def test_tpe_search_over_continuous_lever(tmp_path):
+    url, name = run_study(_cfg(n_trials=3), out=tmp_path, study_name="search")
+    frame = trials_frame(url, name)
+    assert len(frame) == 3 and frame["lever"].between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_storage(tmp_path):
+    cfg = _cfg(levers=[0, 0.5, 1], seeds=2)
+    url, name = run_study(cfg, out=tmp_path, workers=2)
+    keys = _complete_keys(url, name)
+    assert sorted(keys) == sorted(grid_points(cfg))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_study_then_rerun_completes_each_point_once(tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "poolkit", "study", "--dataset", "digits-shift", "--pools", "max,avg",
+           "--levers", "0,1", "--seeds", "2", "--steps", "60", "--channels", "4", "--train-size", "60",
+           "--data-option", "test_size=30", "--out", str(out), "--no-report"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url, name = f"sqlite:///{(out / 'poolkit.db').resolve()}", "digits-shift-zeros"
+    deadline = time.time() + 240
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        try:
+            done = len(_complete_keys(url, name))
+        except Exception:  # database or study not created yet
+            continue
+        if done >= 1:
+            break
+    assert proc.poll() is None, f"study ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    assert done >= 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    study = optuna.load_study(study_name=name, storage=url)
+    states = [t.state for t in study.get_trials()]
+    complete_before = states.count(TrialState.COMPLETE)
+    assert complete_before < 6, "kill came too late to test resuming"
+    killed_running = states.count(TrialState.RUNNING)
+    rerun = subprocess.run(cmd, env=env, capture_output=True, timeout=400)
+    assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
+    keys = _complete_keys(url, name)
+    assert len(keys) == len(set(keys)) == 6
+    assert sorted(keys) == sorted(grid_points(StudyConfig(pools=["max", "avg"], levers=[0, 1], seeds=2)))
+    study = optuna.load_study(study_name=name, storage=url)
+    # The trial killed while running was failed (stale heartbeat) and its point rerun.
+    assert [t.state for t in study.get_trials()].count(TrialState.FAIL) == killed_running
+    assert not [t for t in study.get_trials() if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_csv_rare_event_study_records_binary_metrics(tmp_path):
+    from poolkit.lab.timeseries import make_example_csv
+
+    path = tmp_path / "plant.csv"
+    make_example_csv(path, n_steps=3000, seed=0)
+    cfg = StudyConfig(f"csv:{path}", pools=["max"], levers=[0.5], seeds=1, data_options={"lookback": 32},
+                      train=TrainConfig(steps=5, channels=4))
+    url, name = run_study(cfg, out=tmp_path)
+    assert name == "csv-plant.csv-zeros"
+    frame = trials_frame(url, name)
+    assert {"recall", "precision", "f1", "fpr", "pr_auc"} <= set(frame.columns)

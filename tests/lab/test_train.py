@@ -1,0 +1,74 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from poolkit.lab.data import Dataset, load_dataset
+from poolkit.lab.train import TrainConfig, run_trial
+
+TINY = TrainConfig(steps=15, channels=4, batch_size=20)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits-shift", train_size=60, test_size=30)
+
+
+def test_trial_measures_everything(digits):
+    m = run_trial(digits, "max", 0.5, seed=0, config=TINY)
+    for key in ("train_acc", "test_acc", "gap", "shifted_acc", "consistency_circular", "consistency_crop",
+                "head_invariance", "head_params", "params", "wall_s"):
+        assert key in m and not math.isnan(m[key]), key
+    assert 0 <= m["test_acc"] <= 1 and m["gap"] == pytest.approx(m["train_acc"] - m["test_acc"])
+    assert m["head_params"] == 4 * 36 * 10 + 10 and m["head_positions"] == 36
+    assert "f1" not in m  # binary metrics only for two classes
+
+
+def test_trial_is_deterministic_given_seed(digits):
+    a = run_trial(digits, "avg", 0.5, seed=1, config=TINY)
+    b = run_trial(digits, "avg", 0.5, seed=1, config=TINY)
+    c = run_trial(digits, "avg", 0.5, seed=2, config=TINY)
+    a.pop("wall_s"), b.pop("wall_s"), c.pop("wall_s")
+    assert a == b
+    assert a != c
+
+
+def test_circular_global_pool_head_is_invariant(digits):
+    cfg = TrainConfig(steps=5, channels=4, padding="circular")
+    m = run_trial(digits, "max", 1.0, seed=0, config=cfg)
+    assert m["head_invariance"] < 1e-5 and m["consistency_circular"] == 1.0
+    m0 = run_trial(digits, "max", 0.0, seed=0, config=cfg)
+    assert m0["head_invariance"] > 0.05
+
+
+def test_training_learns_something():
+    ds = load_dataset("mnist1d", train_size=400)
+    m = run_trial(ds, "max", 0.5, seed=0, config=TrainConfig(steps=150, channels=16))
+    assert m["train_acc"] > 0.4 and m["test_acc"] > 0.25  # chance is 0.1
+
+
+def test_binary_task_records_rare_event_metrics():
+    g = torch.Generator().manual_seed(0)
+    n = 80
+    y = (torch.arange(n) % 8 == 0).long()  # rare positives
+    x = torch.randn(n, 1, 16, generator=g) * 0.1
+    x[y == 1, 0, 4:8] += 2.0
+    ds = Dataset("rare", x, y, x.clone(), y.clone(), 2)
+    m = run_trial(ds, "max", 0.5, seed=0, config=TrainConfig(steps=60, channels=4, batch_size=40))
+    for key in ("recall", "precision", "f1", "fpr", "pr_auc"):
+        assert key in m and 0 <= m[key] <= 1
+    assert m["pr_auc"] > 0.5
+
+
+def test_bad_config_refused():
+    with pytest.raises(ValueError, match="padding"):
+        TrainConfig(padding="reflect")
+    with pytest.raises(ValueError, match="steps"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="class_weight"):
+        TrainConfig(class_weight="heavy")
+    with pytest.raises(ValueError, match="unknown training option"):
+        TrainConfig.from_dict({"epochs": 3})
+    assert TrainConfig.from_dict(TrainConfig(steps=7).to_dict()).steps == 7
+    assert np.isfinite(TrainConfig().lr)
