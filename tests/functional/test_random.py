@@ -257,7 +257,9 @@ def test_fractional_refuses_bad_arguments():
     with pytest.raises(ValueError, match="output_size"):
         PF.fractional_max_pool(x, 1, output_size=9)
     with pytest.raises(ValueError, match="stride"):
-        pnn.FractionalMaxPool1d(2, stride=2)
+        pnn.FractionalMaxPool1d(2, stride=2, output_ratio=0.5)
+    with pytest.raises(ValueError, match="stride"):
+        pnn.FractionalMaxPool1d(2, stride=0)
     with pytest.raises(TypeError, match="kernel_size"):
         PF.fractional_max_pool(x)
     with pytest.raises(ValueError, match="random_samples"):
@@ -290,3 +292,16 @@ def test_fractional_3d_at_torch_limit_follows_the_interval_rule():
         for a, b, e in itertools.product(*(range(oj) for oj in o)):
             t0, h0, w0 = st[0][a], st[1][b], st[2][e]
             assert y[0, c, a, b, e] == x[0, c, t0:t0 + k[0], h0:h0 + k[1], w0:w0 + k[2]].max()
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_fractional_stride_gives_max_pool_size(dim):
+    """With a mean stride the module stands in for MaxPoolNd(kernel_size, stride): same output size."""
+    x = rand(dim, size=9)
+    pool = [pnn.FractionalMaxPool1d, pnn.FractionalMaxPool2d, pnn.FractionalMaxPool3d][dim - 1](2, stride=3)
+    ref = PF.max_pool(x, 2, 3)
+    for mode in (pool.train(), pool.eval()):
+        y = mode(x)
+        assert y.shape == ref.shape
+    with pytest.raises(ValueError, match="larger"):
+        pool(rand(dim, size=1))

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+import poolkit
 from poolkit.lab.lever import check_lever, head_positions, pool_schedule
 from poolkit.lab.models import LeverNet
 
@@ -92,3 +93,18 @@ def test_lever_zero_records_no_pool_and_bad_args_refused():
         LeverNet(1, 3, (8, 8, 8), 0.5)
     with pytest.raises(ValueError, match="unknown pool"):
         LeverNet(1, 3, (16,), 0.5, pool="nosuchpool")
+
+
+@pytest.mark.parametrize("pool", poolkit.list_pools())
+@pytest.mark.parametrize("dim", [1, 2])
+def test_every_registered_pool_fits_the_lever(pool, dim):
+    """Any statistic can sit on the lever: channel-changing (multistat) and size-rounding (aps) ones too."""
+    from poolkit.lab.models import LeverNet
+
+    spatial = (24,) * dim
+    for lever in (0.5, 1.0):
+        net = LeverNet(2, 3, spatial, lever=lever, pool=pool, channels=4).eval()
+        with torch.no_grad():
+            out = net(torch.rand(2, 2, *spatial))
+        assert out.shape == (2, 3) and torch.isfinite(out).all(), (pool, lever)
+        assert net.features(torch.rand(1, 2, *spatial)).shape[2:] == net.head_size

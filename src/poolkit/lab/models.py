@@ -10,6 +10,7 @@ torch.Size([2, 10])
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
@@ -26,13 +27,45 @@ PADDING_MODES = ("zeros", "circular")
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 
 
-def build_pool(spec: str, dim: int, kernel: tuple[int, ...] | None, channels: int) -> nn.Module:
-    """A pooling module from a registry spec: ``kernel`` = stride, or global when ``kernel`` is None."""
+def build_pool(
+    spec: str,
+    dim: int,
+    kernel: tuple[int, ...] | None,
+    channels: int,
+    size: tuple[int, ...] | None = None,
+    padding_mode: str = "zeros",
+) -> nn.Module:
+    """A pooling module from a registry spec: ``kernel`` = stride, or global when ``kernel`` is None.
+
+    Statistics without an adaptive form (blurpool, maxblur, aps, lps) pool globally
+    with one window covering the map, which needs the map's ``size``. Blurs pad
+    like the convolutions (``padding_mode``), unless the spec says otherwise:
+    circular padding keeps the network exactly invariant at ``lever=1``.
+    """
+    name, given = poolkit.parse_spec(spec)
+    accepted = inspect.signature(poolkit.get_pool_class(name, dim)).parameters
+    kw: dict[str, object] = {}
+    for key in ("blur_padding_mode", "padding_mode"):
+        if key in accepted and "filt" in accepted and not ({"blur_padding_mode", "padding_mode"} & set(given)):
+            kw[key] = padding_mode
+            break
     if kernel is None:
-        return poolkit.create_pool(spec, dim=dim, channels=channels, output_size=1)
+        if "output_size" in accepted or size is None:
+            return poolkit.create_pool(spec, dim=dim, channels=channels, output_size=1, **kw)
+        return poolkit.create_pool(spec, dim=dim, kernel_size=size, stride=size, channels=channels, **kw)
     if all(k == 1 for k in kernel):
         return nn.Identity()
-    return poolkit.create_pool(spec, dim=dim, kernel_size=kernel, stride=kernel, channels=channels)
+    return poolkit.create_pool(spec, dim=dim, kernel_size=kernel, stride=kernel, channels=channels, **kw)
+
+
+def _probe(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Output shape ``(C, *spatial)`` of ``module`` for one positive input of ``shape`` (eval, no grad)."""
+    x = torch.rand((1, *shape), generator=torch.Generator().manual_seed(0)) + 0.1
+    was_training = module.training
+    with torch.no_grad():
+        y = module.eval()(x)
+    module.train(was_training)
+    return tuple(int(n) for n in (y[0] if isinstance(y, tuple) else y).shape[1:])
 
 
 class LeverNet(nn.Module):
@@ -94,15 +127,22 @@ class LeverNet(nn.Module):
         self.schedule: Schedule = pool_schedule(spatial, self.lever, blocks)
         layers: list[nn.Module] = []
         c_in = in_channels
+        size = tuple(spatial)
         for b, kern in enumerate(self.schedule.kernels):
             layers += [_CONV[dim](c_in, channels, k, padding=k // 2, padding_mode=padding_mode), nn.ReLU()]
             last = b == blocks - 1
-            if self.lever > 0:
-                layers.append(build_pool(pool, dim, None if (last and self.schedule.global_pool) else kern, channels))
             c_in = channels
+            if self.lever > 0:
+                glob = last and self.schedule.global_pool
+                pooler = build_pool(pool, dim, None if glob else kern, channels, size, padding_mode)
+                layers.append(pooler)
+                # the pool decides the shapes: multistat adds channels, aps and blurpool round sizes up
+                c_in, *rest = _probe(pooler, (channels, *size))
+                size = tuple(rest)
         self.body = nn.Sequential(*layers)
-        self.head_size = self.schedule.head_size
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(channels * math.prod(self.head_size), num_classes))
+        self.head_size = size
+        self.head_channels = c_in
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * math.prod(self.head_size), num_classes))
         self.input_size = spatial
 
     def features(self, x: Tensor) -> Tensor:

@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+from torch import Tensor
 
 from .. import functional as PF
-from ..functional._window import IntOrTuple, OutputSize, Padding
+from ..functional._window import IntOrTuple, OutputSize, Padding, ntuple
 from ..functional.random import Ratio, check_ratio
 from .base import _PoolNd
 
@@ -66,7 +67,9 @@ class _FractionalMaxPoolNd(_PoolNd):
 
     Args:
         kernel_size: window size; optional with ``output_size``.
-        stride: must be ``None``: the strides are pseudo-random, set by the output size.
+        stride: mean step between windows (the windows themselves are pseudo-random): the output
+            then has max pooling's size ``floor((L - kernel_size) / stride) + 1``, so a fractional
+            pool can stand in for ``MaxPoolNd(kernel_size, stride)``.
         output_size: output size per dim.
         output_ratio: output size as a fraction of the input, in ``(0, 1)``.
         return_indices: also return the flat argmax indices.
@@ -87,19 +90,20 @@ class _FractionalMaxPoolNd(_PoolNd):
     def __init__(
         self,
         kernel_size: IntOrTuple | None = None,
-        stride: None = None,
+        stride: IntOrTuple | None = None,
         output_size: OutputSize = None,
         output_ratio: Ratio | None = None,
         return_indices: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
+        given = [n for n, v in (("stride", stride), ("output_size", output_size), ("output_ratio", output_ratio))
+                 if v is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of stride, output_size and output_ratio, got {', '.join(given)}")
         if stride is not None:
-            raise ValueError(
-                f"stride must be None for fractional max pooling (its strides are pseudo-random, set by "
-                f"output_size/output_ratio), got stride={stride!r}"
-            )
-        if output_size is not None and output_ratio is not None:
-            raise ValueError("give either output_size or output_ratio, not both")
+            if kernel_size is None:
+                raise TypeError("kernel_size is required with stride")
+            ntuple(stride, self._dim, "stride")
         if output_ratio is not None:
             check_ratio(output_ratio, self._dim)
         super().__init__(kernel_size, None, 0, 1, False, "zeros", output_size)
@@ -108,6 +112,20 @@ class _FractionalMaxPoolNd(_PoolNd):
         self.output_ratio = output_ratio
         self.return_indices = return_indices
         self.generator = generator
+        self.mean_stride = stride
+
+    def forward(self, x: Tensor) -> Any:
+        self.check_input(x)
+        kw = self.fn_kwargs()
+        if self.mean_stride is not None:  # max pooling's output size for this kernel and stride
+            k = ntuple(self.kernel_size, self._dim, "kernel_size")
+            s = ntuple(self.mean_stride, self._dim, "stride")
+            sizes = [int(n) for n in x.shape[2:]]
+            for n, ki in zip(sizes, k):
+                if n < ki:
+                    raise ValueError(f"kernel_size {tuple(k)} is larger than the input {tuple(sizes)}")
+            kw["output_size"] = tuple((n - ki) // si + 1 for n, ki, si in zip(sizes, k, s))
+        return type(self).fn(x, **kw)
 
     def fn_kwargs(self) -> dict[str, Any]:
         return {
