@@ -5,14 +5,18 @@ Run:  .venv/bin/python benchmarks/ops.py [--quick] [--dims 1 2 3] [--only max av
 For each op, input size and memory layout it prints the time ratio poolkit / reference
 for the forward pass (under ``torch.no_grad``) and for forward + backward, and, for
 the smooth statistics, the ratio to torch's avg_pool on the same input and layout.
-All numbers come from one process, after warm-up, median of many runs. A ratio
+All numbers come from one process, after warm-up, median of many runs; poolkit, the
+reference and avg_pool run interleaved (round by round, alternating their order), so
+load from other processes on a shared machine falls on all three alike. A ratio
 below 1 means poolkit is faster.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +25,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import poolkit.functional as PF
-from _timing import fwd_bwd, machine, median_time, table
+from _timing import fwd_bwd, machine, table
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -66,6 +70,29 @@ def cases(d: int) -> dict[str, tuple[Fn, Fn, bool]]:
     }
 
 
+def paired_times(fns: list[Callable[[], object]], repeat: int, warmup: int) -> list[float]:
+    """Median seconds of each of ``fns``, timed round by round (order alternating each round)."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for r in range(repeat):
+        order = list(range(len(fns)))
+        for i in order if r % 2 == 0 else reversed(order):
+            t0 = time.perf_counter()
+            fns[i]()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+def _no_grad(fn: Fn, x: torch.Tensor) -> Callable[[], object]:
+    def run() -> object:
+        with torch.no_grad():
+            return fn(x)
+
+    return run
+
+
 def layouts(d: int) -> list[tuple[str, torch.memory_format]]:
     if d == 1:
         return [("NCL", torch.contiguous_format)]
@@ -73,25 +100,22 @@ def layouts(d: int) -> list[tuple[str, torch.memory_format]]:
     return [("contiguous", torch.contiguous_format), ("channels_last", cl)]
 
 
-def run(dims: list[int], quick: bool, only: list[str] | None) -> list[list[object]]:
+def run(dims: list[int], quick: bool, only: list[str] | None, repeat: int = 11) -> list[list[object]]:
     rows: list[list[object]] = []
-    repeat, warmup = (3, 1) if quick else (11, 3)
+    repeat, warmup = (3, 1) if quick else (repeat, 2)
     for d in dims:
         shape = (QUICK_SHAPES if quick else SHAPES)[d]
         base = torch.rand(shape) + 0.1  # positive: fair to lp, gem and stochastic's formula
         for lname, fmt in layouts(d):
             x = base.contiguous(memory_format=fmt)
-            with torch.no_grad():
-                t_avg = median_time(lambda: _nat("avg_pool", d)(x, K), repeat=repeat, warmup=warmup)
-            t_avg_b = median_time(fwd_bwd(lambda t: _nat("avg_pool", d)(t, K), x), repeat=repeat, warmup=warmup)
+            avg = _nat("avg_pool", d)
             for name, (ours, ref, smooth) in cases(d).items():
                 if only and not any(name.startswith(o) for o in only):
                     continue
-                with torch.no_grad():
-                    t_ours = median_time(lambda: ours(x), repeat=repeat, warmup=warmup)
-                    t_ref = median_time(lambda: ref(x), repeat=repeat, warmup=warmup)
-                t_ours_b = median_time(fwd_bwd(ours, x), repeat=repeat, warmup=warmup)
-                t_ref_b = median_time(fwd_bwd(ref, x), repeat=repeat, warmup=warmup)
+                fns = [_no_grad(ours, x), _no_grad(ref, x), _no_grad(lambda t: avg(t, K), x)]
+                t_ours, t_ref, t_avg = paired_times(fns, repeat, warmup)
+                fns = [fwd_bwd(ours, x), fwd_bwd(ref, x), fwd_bwd(lambda t: avg(t, K), x)]
+                t_ours_b, t_ref_b, t_avg_b = paired_times(fns, repeat, warmup)
                 row: list[object] = [
                     name, f"{d}-d", lname, f"{t_ours * 1e3:.1f}", t_ours / t_ref, t_ours_b / t_ref_b,
                     t_ours / t_avg if smooth else "", t_ours_b / t_avg_b if smooth else "",
@@ -107,12 +131,13 @@ def main() -> None:
     ap.add_argument("--dims", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--only", nargs="*", default=None, help="op name prefixes")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--repeat", type=int, default=11, help="timed rounds per op (median taken)")
     ap.add_argument("--shift-robust", action="store_true", help="also the shift-robust table (blurpool, maxblur, aps)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"machine: {machine()}\n")
-    rows = run(args.dims, args.quick, args.only)
+    rows = run(args.dims, args.quick, args.only, args.repeat)
     header = ["op", "dims", "layout", "poolkit fwd ms", "fwd / ref", "fwd+bwd / ref", "fwd / avg_pool",
               "fwd+bwd / avg_pool"]
     print("\n" + table(header, rows))

@@ -30,6 +30,7 @@ __all__ = [
     "check_input",
     "check_padding_mode",
     "native",
+    "needs_grad",
     "ntuple",
     "pad",
     "resolve",
@@ -334,6 +335,11 @@ def check_args(
 # (op, spatial dims) whose CPU kernels run several times faster on channels_last than on contiguous
 # NC(D)HW input (measured in benchmarks/ops.py; 3-d avg is the exception, 1-d runs as 2-d).
 _FASTER_CHANNELS_LAST = {("max_pool", 2), ("max_pool", 3), ("avg_pool", 2)}
+
+
+def needs_grad(*ts: object) -> bool:
+    """Whether autograd will record an op on any of ``ts`` (else in-place ops on intermediates are safe)."""
+    return torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in ts)
 
 
 def fast_layout(x: Tensor, op: str) -> Tensor:

@@ -27,6 +27,7 @@ from ._window import (
     crop,
     fast_layout,
     native,
+    needs_grad,
     pad,
     resolve,
     resolve_output_size,
@@ -282,6 +283,10 @@ def topk_pool(
     ``padding_mode="zeros"`` padded cells and ceil-mode overhang are left out
     of the window, so a window with fewer than ``k`` real cells averages all of them.
 
+    Without autograd, windows of up to 64 cells pick their ``k`` largest with a
+    min/max sorting network on strided views (no copy of the windows); otherwise
+    the windows are copied and ``torch.topk`` runs on them.
+
     Args:
         x: input ``(N, C, *spatial)``, 1 to 3 spatial dims.
         kernel_size: window size; required unless ``output_size``.
@@ -305,14 +310,24 @@ def topk_pool(
     k = _check_k(k)
     args = (kernel_size, stride, padding, dilation, ceil_mode, padding_mode, output_size)
     w, filled = _cells(x, *args, -torch.inf)
-    cells = w.flatten(-(x.ndim - 2))
-    kk = min(k, cells.shape[-1])
-    top = cells.topk(kk, dim=-1).values
+    d = x.ndim - 2
+    kshape = tuple(w.shape[-d:])
+    size = math.prod(kshape)
+    kk = min(k, size)
+    if size <= _NETWORK_MAX_CELLS and not needs_grad(x):
+        # the sorting network on strided views, as in median_pool, deciding the kk largest (descending)
+        offsets: list[tuple] = [(Ellipsis, *j) for j in itertools.product(*(range(n) for n in kshape))]
+        cells_l = [w[o] for o in offsets]
+        for i, j in _median_network(size, kk):
+            cells_l[i], cells_l[j] = torch.maximum(cells_l[i], cells_l[j]), torch.minimum(cells_l[i], cells_l[j])
+        top = torch.stack(cells_l[:kk], -1)
+    else:
+        top = w.flatten(-d).topk(kk, dim=-1).values
     if not filled:
         return top.mean(-1)
     # real cells per window (geometry only): the first min(k, count) of the sorted values are real
     ones = x.new_ones((1, 1, *x.shape[2:]), dtype=torch.float32)
-    count = _cells(ones, *args, 0.0)[0].flatten(-(x.ndim - 2)).sum(-1).clamp(max=kk)
+    count = _cells(ones, *args, 0.0)[0].flatten(-d).sum(-1).clamp(max=kk)
     keep = torch.arange(kk, device=x.device) < count.unsqueeze(-1)
     return (torch.where(keep, top, 0.0).sum(-1) / count.to(x.dtype)).to(x.dtype)
 
@@ -337,7 +352,13 @@ def range_pool(
         >>> range_pool(torch.tensor([[[3.0, 1.0, 2.0, 9.0, 7.0, 8.0]]]), 3)
         tensor([[[2., 2.]]])
     """
+    check_input(x)
     kw = dict(padding_mode=padding_mode, output_size=output_size)
+    if output_size is None:
+        x = fast_layout(x, "max_pool")  # one layout change serves both poolings (-x keeps it)
     hi = max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, **kw)  # type: ignore[arg-type]
-    lo = min_pool(x, kernel_size, stride, padding, dilation, ceil_mode, **kw)  # type: ignore[arg-type]
-    return hi - lo  # type: ignore[operator]
+    neg_lo = max_pool(-x, kernel_size, stride, padding, dilation, ceil_mode, **kw)  # type: ignore[arg-type]
+    # hi - (-neg_lo) == hi + neg_lo exactly; skips negating the minimum
+    if needs_grad(x):
+        return hi + neg_lo  # type: ignore[operator, return-value]
+    return hi.add_(neg_lo)  # type: ignore[union-attr, arg-type]

@@ -30,6 +30,7 @@ from ._window import (
     crop,
     fast_layout,
     native,
+    needs_grad,
     pad,
     resolve,
     resolve_output_size,
@@ -211,6 +212,12 @@ def _safe_root(s: Tensor, p: float | Tensor) -> Tensor:
     return torch.where(pos, torch.where(pos, s, 1.0) ** (1.0 / p), 0.0)
 
 
+def _root_(s: Tensor, p: float | Tensor) -> Tensor:
+    """:func:`_safe_root` in place on ``s`` (no autograd): the same values, no output-sized temporaries."""
+    keep = s > 0
+    return s.pow_(1.0 / p).masked_fill_(~keep, 0.0)
+
+
 def _mean_valid(t: Tensor, win: Window, stride: tuple[int, ...] | None = None) -> Tensor:
     s = win.stride if stride is None else stride
     return _avg_native(t, win.kernel, s, (0,) * win.dims, win.ceil_mode or stride is not None, True, None)
@@ -326,12 +333,15 @@ def lp_pool(
         return max_pool(x.abs(), kernel_size, stride, padding, 1, ceil_mode,  # type: ignore[return-value]
                         padding_mode=padding_mode, output_size=output_size)
     xw = _work(x)
+    grad = needs_grad(x)
     if p == 2.0:
         t = xw * xw
     elif p % 2 == 0:
         t = xw**p
+    elif p == 1.0:
+        t = xw.abs()
     else:
-        t = xw.abs() if p == 1.0 else xw.abs() ** p
+        t = xw.abs() ** p if grad else xw.abs().pow_(p)
     if isinstance(win, Window):
         if win.ceil_mode:  # torch scales windows cut by the edge: kernel cells * their mean
             s = window_mean(t, win, padding_mode) * math.prod(win.kernel)
@@ -339,7 +349,10 @@ def lp_pool(
             s = window_mean(t, win, padding_mode, divisor_override=1)
     else:
         s = window_mean(t, win) * _sum_count(x, win)
-    y = s if p == 1.0 else _safe_root(s, p)
+    if p == 1.0:
+        y = s
+    else:
+        y = _safe_root(s, p) if grad else _root_(s, p)
     return y.to(x.dtype)
 
 
@@ -388,9 +401,11 @@ def gem_pool(
     eps = _check_float(eps, "eps", 0.0)
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps!r}")
-    t = _work(x).clamp(min=eps) ** pp
+    grad = needs_grad(x, pp)
+    # without autograd the power runs in place on the clamped copy: one full-size buffer instead of two
+    t = _work(x).clamp(min=eps) ** pp if grad else _work(x).clamp(min=eps).pow_(pp)
     m = window_mean(t, win, padding_mode, count_include_pad) if isinstance(win, Window) else window_mean(t, win)
-    return _safe_root(m, pp).to(x.dtype)
+    return (_safe_root(m, pp) if grad else _root_(m, pp)).to(x.dtype)
 
 
 def lse_pool(
@@ -443,8 +458,13 @@ def lse_pool(
     if isinstance(b, float) and not b > 0:
         raise ValueError(f"beta must be > 0, got {beta!r}")
     xw = _work(x)
+    grad = needs_grad(x, b)
+    unit = isinstance(b, float) and b == 1.0
     # fast path, the plain formula: exact whenever no exp overflows and no window mean nears underflow
-    e = torch.exp(xw if isinstance(b, float) and b == 1.0 else xw * b)
+    if unit:
+        e = torch.exp(xw)
+    else:
+        e = torch.exp(xw * b) if grad else (xw * b).exp_()
     if isinstance(win, Window):
         mean = window_mean(e, win, padding_mode, count_include_pad)
         if padding_mode == "zeros" and count_include_pad and win.padded:
@@ -452,7 +472,10 @@ def lse_pool(
     else:
         mean = window_mean(e, win)
     if _in_range(mean):
-        y = torch.log(mean) / b
+        if grad:
+            y = torch.log(mean) if unit else torch.log(mean) / b
+        else:
+            y = mean.log_() if unit else mean.log_().div_(b)
     else:
         y = _lse_stable(xw, b, win, padding_mode, count_include_pad)
     return y.to(x.dtype)
@@ -535,13 +558,17 @@ def softpool(
     """
     win = _as_local(x, _geometry(x, kernel_size, stride, padding, ceil_mode, padding_mode, output_size))
     xw = _work(x)
+    grad = needs_grad(x)
+    mode = (padding_mode,) if isinstance(win, Window) else ()
     # fast path, the plain formula: exact whenever no exp overflows and no denominator nears underflow
     e = torch.exp(xw)
-    if isinstance(win, Window):
-        num, den = window_mean(xw * e, win, padding_mode), window_mean(e, win, padding_mode)
+    den = window_mean(e, win, *mode)
+    # without autograd e is not needed after its mean: x e^x overwrites it (one full-size buffer, not two)
+    num = window_mean(xw * e if grad else e.mul_(xw), win, *mode)
+    if not _in_range(den, num):
+        y = _softpool_stable(xw, win, padding_mode)
     else:
-        num, den = window_mean(xw * e, win), window_mean(e, win)
-    y = num / den if _in_range(den, num) else _softpool_stable(xw, win, padding_mode)
+        y = num / den if grad else num.div_(den)
     return y.to(x.dtype)
 
 
@@ -599,7 +626,9 @@ def mixed_pool(
     mx, avg = _max_and_avg(x, win, padding_mode, count_include_pad)
     if isinstance(a, Tensor):
         a = a.to(x.dtype)
-    return avg + a * (mx - avg)
+    if needs_grad(x, a):
+        return avg + a * (mx - avg)
+    return mx.sub_(avg).mul_(a).add_(avg)
 
 
 def _max_and_avg(
@@ -676,4 +705,6 @@ def gated_pool(
                 f"weight must have shape (C,) = ({c},) or (1,) for the adaptive form, got {tuple(w.shape)}"
             )
         z = w.view((1, -1) + (1,) * (x.ndim - 2)) * avg
-    return avg + torch.sigmoid(z) * (mx - avg)
+    if needs_grad(x, weight):
+        return avg + torch.sigmoid(z) * (mx - avg)
+    return mx.sub_(avg).mul_(z.sigmoid_()).add_(avg)

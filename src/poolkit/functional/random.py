@@ -22,6 +22,7 @@ from ._window import (
     check_input,
     check_padding_mode,
     native,
+    needs_grad,
     ntuple,
     pad,
     resolve,
@@ -100,6 +101,10 @@ def stochastic_pool(
     )
     if not training:
         # the divisor is the same in both means, so their ratio is exact
+        if not needs_grad(x):  # a is not needed after its mean: square it in place (one full-size buffer)
+            den = window_mean(a, geom, padding_mode)
+            num = window_mean(a.mul_(a), geom, padding_mode)
+            return num.div_(den).masked_fill_(~(den > 0), 0.0)
         num = window_mean(a * a, geom, padding_mode)
         den = window_mean(a, geom, padding_mode)
         pos = den > 0
