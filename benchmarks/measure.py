@@ -5,21 +5,26 @@
   and one shift per pass (``chunk=1``, the batch size of the plain passes);
 - ``lie_derivative`` (every spatial axis) vs one forward + backward (target <= 3x).
 
-Run: ``.venv/bin/python benchmarks/measure.py --threads 1`` (``--repeat`` to change the number of runs).
+Run: ``.venv/bin/python benchmarks/measure.py --threads 1`` (``--repeat`` to change the number of rounds).
+Each round times every variant once, back to back, so a ratio is the median over rounds of two runs made
+moments apart: on shared cores a slow spell then hits both sides of a ratio instead of one.
 Most shifts have an odd component, so layers past the first stride-2 pool need a sub-pixel ``T'`` for them.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import fwd_bwd, machine, median_time, table
+from _timing import fwd_bwd, machine, table
 from poolkit.measure import lie_derivative, profile
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -44,6 +49,23 @@ def shifts(d: int, s: int) -> list[tuple[int, ...]]:
     return [tuple((k + i) % 5 - 2 for i in range(d)) for k in range(1, s + 1)]
 
 
+def rounds(fns: dict[str, Callable[[], object]], repeat: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Wall times in seconds of each function, ``repeat`` rounds of one call each, after ``warmup`` rounds."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for r in range(warmup + repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            if r >= warmup:
+                times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def ratio(times: dict[str, list[float]], num: str, den: str) -> float:
+    """Median over rounds of ``num / den`` timed in the same round."""
+    return statistics.median(a / b for a, b in zip(times[num], times[den]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shifts", type=int, default=8, help="number of shifts S")
@@ -63,16 +85,19 @@ def main() -> None:
                 for _ in sh:
                     model(x)
 
-        t_plain = median_time(plain, repeat=args.repeat)
-        t_prof = median_time(lambda model=model, x=x, sh=sh: profile(model, x, sh), repeat=args.repeat)
-        t_fast = median_time(lambda model=model, x=x, sh=sh: profile(model, x, sh, subpixel=False), repeat=args.repeat)
-        t_chunk = median_time(lambda model=model, x=x, sh=sh: profile(model, x, sh, chunk=1), repeat=args.repeat)
-        t_fb = median_time(fwd_bwd(model, x), repeat=args.repeat)
-        t_lie = median_time(lambda model=model, x=x: lie_derivative(model, x), repeat=args.repeat)
+        t = rounds({
+            "plain": plain,
+            "profile": lambda model=model, x=x, sh=sh: profile(model, x, sh),
+            "fast": lambda model=model, x=x, sh=sh: profile(model, x, sh, subpixel=False),
+            "chunk": lambda model=model, x=x, sh=sh: profile(model, x, sh, chunk=1),
+            "fwd_bwd": fwd_bwd(model, x),
+            "lie": lambda model=model, x=x: lie_derivative(model, x),
+        }, args.repeat)
+        ms = {k: statistics.median(v) * 1e3 for k, v in t.items()}
         rows.append([
             f"{d}-D", f"{n}x3x" + "x".join([str(size)] * d), len(sh),
-            t_plain * 1e3, t_prof * 1e3, t_prof / t_plain, t_fast / t_plain, t_chunk / t_plain,
-            t_fb * 1e3, t_lie * 1e3, t_lie / t_fb,
+            ms["plain"], ms["profile"], ratio(t, "profile", "plain"), ratio(t, "fast", "plain"),
+            ratio(t, "chunk", "plain"), ms["fwd_bwd"], ms["lie"], ratio(t, "lie", "fwd_bwd"),
         ])
     print(table(
         ["dim", "batch", "S", "S forwards ms", "profile ms", "profile ratio (<=1.3)", "subpixel=False",

@@ -136,19 +136,27 @@ def _norm(t: Tensor) -> Tensor:
 def shift_distances(
     y0: Tensor, ys: Tensor, sh: list[tuple], mode: str, axes: tuple[int, ...], stride: Stride | None,
     subpixel: bool = True,
+    cache: dict[str, Any] | None = None,
 ) -> tuple[Tensor, Tensor | None, list[bool] | None]:
     """Invariance and (with ``stride``) equivariance distances of outputs ``ys`` ``(S, N, ...)`` from ``y0``.
 
     Returns ``(S, N)`` of ``||y_s - y_0|| / ||y_0||``, ``(S, N)`` of ``||y_s - T'y_0|| / ||y_0||``
     (``T'`` = the shift divided by ``stride``; ``nan`` for shifts not commensurate with it
     unless ``subpixel``), and per shift whether it is commensurate.
-    Works one shift at a time in reused buffers so each pass stays in cache.
+    Works one shift at a time in reused buffers so each pass stays in cache. ``cache`` (a dict, empty
+    at first) keeps what depends on ``y0`` alone (its norm, spectra, sub-pixel references) between
+    calls with the same ``y0`` and other shifts.
     """
     s_count = len(sh)
     y0, ys = y0.detach(), ys.detach()
     n = y0.shape[0]
     acc = torch.float64 if y0.dtype == torch.float64 else torch.float32
-    den = _norm(y0).to(acc)
+    cache = {} if cache is None else cache
+    if "den" not in cache:
+        cache["den"] = _norm(y0).to(acc)
+    den = cache["den"]
+    if stride is not None and mode == "circular":
+        return _circular_distances(y0, ys, sh, axes, stride, subpixel, den, acc, cache)
     diff = torch.empty_like(y0)
     inv = torch.empty((s_count, n), dtype=acc, device=y0.device)  # filled on the device, converted once
     for i in range(s_count):
@@ -157,9 +165,7 @@ def shift_distances(
     inv = _ratio(inv, den).double().cpu()
     if stride is None:
         return inv, None, None
-    scaled = [tuple(v / st for v, st in zip(s, stride)) for s in sh]
-    comm = [all(abs(v - round(v)) < 1e-9 for v in t) for t in scaled]
-    scaled = [tuple(round(v) for v in t) if cm else t for t, cm in zip(scaled, comm)]
+    scaled, comm = _commensurate(sh, stride)
     # axes of size 1 (global pooling) are left unchanged by any circular shift
     keep = [j for j, a in enumerate(axes) if y0.shape[2 + a] > 1 or mode != "circular"]
     t_axes = tuple(axes[j] for j in keep)
@@ -201,6 +207,95 @@ def shift_distances(
         eq[i] = _norm(diff)
     eq = _ratio(eq, den).double().cpu()
     return inv, eq, comm
+
+
+def _commensurate(sh: list[tuple], stride: Stride) -> tuple[list[tuple], list[bool]]:
+    """Each shift divided by ``stride`` (rounded where integer) and whether it is a multiple of it."""
+    scaled = [tuple(v / st for v, st in zip(s, stride)) for s in sh]
+    comm = [all(abs(v - round(v)) < 1e-9 for v in t) for t in scaled]
+    return [tuple(round(v) for v in t) if cm else t for t, cm in zip(scaled, comm)], comm
+
+
+# up to this size a sub-pixel Fourier shift along an axis is cheaper as a product with its real circulant
+# matrix (2 * size flops per value) than as a batch of small FFTs
+_MATRIX_MAX = 64
+
+
+def _matrix_shift(y: Tensor, part: tuple[float, ...], f_axes: tuple[int, ...]) -> Tensor:
+    """:func:`~poolkit.measure.fourier_shift` of ``y`` by ``part`` along ``f_axes``, as one matrix per axis.
+
+    The Fourier shift is separable and each axis's factor is a real circulant matrix: the shift of the
+    identity, built in float64 through the same phase ramp (Nyquist rule included).
+    """
+    out = y if y.dtype in (torch.float32, torch.float64) else y.float()
+    for v, a in zip(part, f_axes):
+        m = y.shape[2 + a]
+        eye = torch.eye(m, dtype=torch.float64, device=y.device).view(m, 1, m)
+        rows = from_spectrum(spectrum(eye, (0,)), [(v,)], (0,), eye.shape, torch.float64)  # row j: shift of e_j
+        out = torch.movedim(torch.movedim(out, 2 + a, -1) @ rows.view(m, m).to(out.dtype), -1, 2 + a)
+    return out.to(y.dtype)
+
+
+def _circular_distances(
+    y0: Tensor, ys: Tensor, sh: list[tuple], axes: tuple[int, ...], stride: Stride, subpixel: bool, den: Tensor,
+    acc: torch.dtype, cache: dict[str, Any],
+) -> tuple[Tensor, Tensor, list[bool]]:
+    """:func:`shift_distances` for circular shifts, both distances of a shift in one buffer and one norm.
+
+    ``T'`` splits into a fractional part, a Fourier shift of ``y_0`` along only the axes that have one
+    (computed once per distinct fractional part, one FFT per set of such axes), and an integer rest,
+    which is never materialized: the subtraction reads the rolled reference block by block.
+    """
+    n = y0.shape[0]
+    scaled, comm = _commensurate(sh, stride)
+    # axes of size 1 (global pooling) are left unchanged by any circular shift
+    keep = [j for j, a in enumerate(axes) if y0.shape[2 + a] > 1]
+    t_axes = tuple(axes[j] for j in keep)
+    sizes = [y0.shape[2 + a] for a in t_axes]
+    spectra: dict[tuple[int, ...], Tensor] = cache.setdefault("spectra", {})
+    bases: dict[tuple, Tensor] = cache.setdefault("bases", {})
+    diff = torch.empty((2, *y0.shape), dtype=y0.dtype, device=y0.device)
+    pair = diff.view(2 * n, *y0.shape[1:])
+    nan = torch.full((n,), math.nan, dtype=acc, device=y0.device)
+    inv: list[Tensor] = []
+    eq: list[Tensor] = []
+    if not sh:
+        empty = torch.empty((0, n), dtype=torch.float64)
+        return empty, empty.clone(), comm
+    for i, t_full in enumerate(scaled):
+        torch.sub(ys[i], y0, out=diff[0])
+        t = tuple(t_full[j] for j in keep)
+        if not (subpixel or comm[i]) or not any(round(v % m, 9) % m for v, m in zip(t, sizes)):
+            # no T' to compare with (nan), or T' is the identity (equivariance = invariance)
+            d = _norm(diff[0]).to(acc)
+            inv.append(d)
+            eq.append(d if subpixel or comm[i] else nan)
+            continue
+        whole = tuple(math.floor(v) for v in t)
+        part = tuple(v - w for v, w in zip(t, whole))
+        src = y0
+        if any(part):
+            if part not in bases:
+                f_axes = tuple(a for a, p in zip(t_axes, part) if p)
+                f_part = tuple(p for p in part if p)
+                if all(y0.shape[2 + a] <= _MATRIX_MAX for a in f_axes):
+                    bases[part] = _matrix_shift(y0, f_part, f_axes)
+                else:
+                    if f_axes not in spectra:
+                        spectra[f_axes] = spectrum(y0, f_axes)
+                    bases[part] = from_spectrum(spectra[f_axes], [f_part], f_axes, y0.shape, y0.dtype)
+            src = bases[part]
+        for combo in itertools.product(*[blocks(m, w, True) for w, m in zip(whole, sizes)]):
+            a_src, a_dst, a_out = src, ys[i], diff[1]
+            for (ss, ds, length), a in zip(combo, t_axes):
+                a_src = a_src.narrow(2 + a, ss, length)
+                a_dst = a_dst.narrow(2 + a, ds, length)
+                a_out = a_out.narrow(2 + a, ds, length)
+            torch.sub(a_dst, a_src, out=a_out)
+        both = _norm(pair).to(acc)
+        inv.append(both[:n])
+        eq.append(both[n:])
+    return _ratio(torch.stack(inv), den).double().cpu(), _ratio(torch.stack(eq), den).double().cpu(), comm
 
 
 def infer_stride(in_sizes: Sequence[int], out_sizes: Sequence[int]) -> Stride:

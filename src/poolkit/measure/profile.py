@@ -218,8 +218,8 @@ def profile(
         crop_size: window size for ``"crop"``.
         include_input: add the input as row 0.
         subpixel: measure shifts not commensurate with a layer's stride against a sub-pixel
-            ``T'`` (one FFT per layer, one inverse per shift); ``False`` leaves them ``nan``
-            and keeps ``equivariance`` to the commensurate shifts.
+            ``T'`` (a Fourier shift per distinct fractional part and layer); ``False`` leaves them
+            ``nan`` and keeps ``equivariance`` to the commensurate shifts.
         chunk: ``None`` (default) runs x and all shifted copies as one batch; an int runs x
             first (its layer outputs kept), then ``chunk`` shifts per pass: less memory, and
             faster where one large batch falls out of cache. Needs a model that calls its
@@ -259,7 +259,7 @@ def profile(
         if state["first"]:
             stride = infer_stride(size, [y.shape[2 + a] for a in axes]) if y.ndim == xb.ndim else None
             entries.append({"name": name, "type": kind, "shape": tuple(y.shape[1:]), "stride": stride,
-                            "inv": [], "eq": [], "comm": []})
+                            "inv": [], "eq": [], "comm": [], "cache": {}})
         elif idx >= len(entries) or entries[idx]["name"] != name:
             raise ValueError("the model called its layers in a different order between chunks; use chunk=None")
         entry = entries[idx]
@@ -269,7 +269,7 @@ def profile(
         if hi > lo:
             ys = y[n:] if with_ref else y
             inv_d, eq_d, comm = shift_distances(y0, ys.reshape(hi - lo, n, *y.shape[1:]), sh[lo:hi], mode, axes,
-                                                entry["stride"], subpixel)
+                                                entry["stride"], subpixel, entry["cache"])
             entry["inv"].append(inv_d)
             if eq_d is not None and comm is not None:
                 entry["eq"].append(eq_d)
