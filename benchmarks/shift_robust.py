@@ -10,6 +10,7 @@ ratio reference time / poolkit time (above 1: poolkit is faster).
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -55,11 +56,25 @@ def _pairs() -> list[tuple[str, str, Callable[[torch.Tensor], torch.Tensor], Cal
     return out
 
 
+def _paired(ours: Callable[[], object], ref: Callable[[], object], repeat: int) -> tuple[float, float, float]:
+    """Median times of ``ours`` and ``ref`` and the median of their per-round ratios, the two run alternately.
+
+    Alternating keeps both under the same load on shared cores; the median ratio
+    of neighbouring runs is steadier than the ratio of two separate medians.
+    """
+    t_ours, t_ref = [], []
+    for _ in range(repeat):
+        t_ours.append(median_time(ours, warmup=2 if not t_ours else 0, repeat=1))
+        t_ref.append(median_time(ref, warmup=2 if not t_ref else 0, repeat=1))
+    ratios = [r / o for o, r in zip(t_ours, t_ref)]
+    return statistics.median(t_ours), statistics.median(t_ref), statistics.median(ratios)
+
+
 def rows(quick: bool = False) -> list[dict[str, Any]]:
     """One row per (operator, layout, pass): times in ms and the ratio reference / poolkit."""
     torch.manual_seed(0)
     shape = (8, 64, 56, 56) if quick else SHAPE
-    repeat = 3 if quick else 10
+    repeat = 3 if quick else 21
     base = torch.randn(shape)
     result = []
     for op, ref_name, ours, ref in _pairs():
@@ -68,13 +83,11 @@ def rows(quick: bool = False) -> list[dict[str, Any]]:
             for mode in ("forward", "forward+backward"):
                 if mode == "forward":
                     with torch.no_grad():
-                        t_ours = median_time(lambda: ours(x), warmup=2, repeat=repeat)
-                        t_ref = median_time(lambda: ref(x), warmup=2, repeat=repeat)
+                        t_ours, t_ref, ratio = _paired(lambda: ours(x), lambda: ref(x), repeat)
                 else:
-                    t_ours = median_time(fwd_bwd(ours, x), warmup=2, repeat=repeat)
-                    t_ref = median_time(fwd_bwd(ref, x), warmup=2, repeat=repeat)
+                    t_ours, t_ref, ratio = _paired(fwd_bwd(ours, x), fwd_bwd(ref, x), repeat)
                 result.append(dict(op=op, reference=ref_name, layout=layout, mode=mode,
-                                   poolkit_ms=1e3 * t_ours, reference_ms=1e3 * t_ref, ratio=t_ref / t_ours))
+                                   poolkit_ms=1e3 * t_ours, reference_ms=1e3 * t_ref, ratio=ratio))
     return result
 
 

@@ -4,10 +4,12 @@ Subsampling a signal that was not low-pass filtered aliases: a one-cell shift of
 the input changes the output instead of moving it. The remedy (Zhang, "Making
 Convolutional Networks Shift-Invariant Again", ICML 2019) blurs with a small
 binomial filter before subsampling. The blur here is one depthwise convolution
-with the binomial kernel in the input's layout (converting NCHW input to
-channels-last costs about what it saves on the 2-thread CPU we measured); the
-dense max of maxblur is a running maximum of shifted views, several times
-faster than torch's stride-1 max pooling in NCHW.
+with the binomial kernel in the input's layout, run with the convolution's own
+zero padding on the unpadded input (a padded copy costs as much as the
+convolution on CPU); the few edge outputs that reach a reflected, replicated or
+circular border are recomputed exactly from thin strips. The dense max of
+maxblur is a running maximum of shifted views, several times faster than
+torch's stride-1 max pooling in NCHW.
 """
 
 from __future__ import annotations
@@ -115,16 +117,190 @@ def blur(
     work = x
     if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
         work = x.float()  # CPU depthwise convs lack fast (or any) half kernels
-    pads = [before, after] * d
-    if padding_mode == "zeros":
-        work = F.pad(work, pads)
-    else:
-        work = F.pad(work, pads, mode=padding_mode)
     c = x.shape[1]
     kernel = binomial_filter(filt, d, dtype=work.dtype, device=work.device)
-    weight = kernel.expand((c, 1, *kernel.shape))
-    y = getattr(F, f"conv{d}d")(work, weight, stride=s, groups=c)
+    weight = kernel.expand((c, 1, *kernel.shape)).contiguous()
+    geo = _BlurGeometry(tuple(int(n) for n in x.shape[2:]), s, filt, padding_mode)
+    if not geo.native_ok:
+        pads = [before, after] * d
+        padded = F.pad(work, pads) if padding_mode == "zeros" else F.pad(work, pads, mode=padding_mode)
+        y = getattr(F, f"conv{d}d")(padded, weight, stride=s, groups=c)
+    else:
+        track = torch.is_grad_enabled() and work.requires_grad
+        nchw = track and work.device.type == "cpu" and d == 2 and work.is_contiguous() and work.numel() >= _TO_CL_MIN
+        if nchw:
+            # the NCHW depthwise convolution's backward is several times slower on CPU than channels-last's;
+            # the layout copies cost less (forward alone they cost about what they save, so only with grad)
+            work = work.contiguous(memory_format=torch.channels_last)
+        if track:
+            y = _Blur.apply(work, weight, geo)
+        else:
+            y = _blur_forward(work, weight, geo)
+        if nchw:
+            y = y.contiguous()
     return y.to(x.dtype)
+
+
+#: NCHW inputs needing a gradient with at least this many elements are blurred in channels-last
+_TO_CL_MIN = 1 << 16
+
+
+class _BlurGeometry:
+    """Where the blur's padded borders matter: the native zero-padded conv is exact except on a few edge outputs.
+
+    The padded input would be a full copy (as costly as the convolution itself on
+    CPU), so the convolution runs on the unpadded input with its own symmetric
+    zero padding ``(filt - 1) // 2``; the outputs whose windows reach a padded
+    cell (or lie past the native output, when the padding after is larger) are
+    recomputed exactly from thin padded strips.
+    """
+
+    def __init__(self, size: tuple[int, ...], stride: tuple[int, ...], filt: int, mode: str) -> None:
+        self.size, self.stride, self.filt, self.mode = size, stride, filt, mode
+        self.before = (filt - 1) // 2
+        self.after = filt // 2
+        self.out = tuple(-(-n // st) for n, st in zip(size, stride))
+        self.native = tuple((n + 2 * self.before - filt) // st + 1 for n, st in zip(size, stride))
+        self.native_ok = all(v >= 1 for v in self.native)
+        # strips: (axis index, first output, end output), exact recomputation, applied in this order
+        self.strips: list[tuple[int, int, int]] = []
+        for i, (n, st, m, nat) in enumerate(zip(size, stride, self.out, self.native)):
+            if mode != "zeros":
+                front = min(m, -(-self.before // st))
+                back = max(front, min(nat, (n - filt + self.before) // st + 1))
+            else:
+                front, back = 0, min(nat, m)
+            if front > 0:
+                self.strips.append((i, 0, front))
+            if back < m:
+                self.strips.append((i, back, m))
+
+    def runs(self, k: int) -> list[tuple[int | None, int]]:
+        """Input cells along its axis that strip ``k`` reads, as runs ``(first index or None for zeros, length)``."""
+        axis, start, end = self.strips[k]
+        n, st = self.size[axis], self.stride[axis]
+        out: list[tuple[int | None, int]] = []
+        for i in range(start * st - self.before, (end - 1) * st - self.before + self.filt):
+            j: int | None
+            if 0 <= i < n:
+                j = i
+            elif self.mode == "reflect":
+                j = -i if i < 0 else 2 * (n - 1) - i
+            elif self.mode == "circular":
+                j = i % n
+            elif self.mode == "replicate":
+                j = min(max(i, 0), n - 1)
+            else:
+                j = None
+            last = out[-1] if out else None
+            if last is not None and (
+                (j is None and last[0] is None) or (j is not None and last[0] is not None and j == last[0] + last[1])
+            ):
+                out[-1] = (last[0], last[1] + 1)
+            else:
+                out.append((j, 1))
+        return out
+
+    def part(self, x: Tensor, k: int) -> Tensor:
+        """The input cells strip ``k`` reads along its axis (narrow views joined; a gather along the last
+        axis is several times slower)."""
+        ax = 2 + self.strips[k][0]
+        pieces = []
+        for j, length in self.runs(k):
+            if j is None:
+                shape = list(x.shape)
+                shape[ax] = length
+                pieces.append(x.new_zeros(shape))
+            else:
+                pieces.append(x.narrow(ax, j, length))
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, ax)
+
+    def strip(self, x: Tensor, weight: Tensor, k: int) -> Tensor:
+        """The exact outputs of strip ``k``."""
+        return self.strip_from_part(self.part(x, k), weight, k)
+
+    def strip_from_part(self, part: Tensor, weight: Tensor, k: int) -> Tensor:
+        """Strip ``k`` from its input cells ``part`` (as :meth:`part` returns them)."""
+        axis = self.strips[k][0]
+        d = len(self.size)
+        pads: list[int] = []
+        for a in reversed(range(d)):
+            pads += [0, 0] if a == axis else [self.before, self.after]
+        if self.mode == "zeros":
+            part = F.pad(part, pads)
+        else:
+            part = F.pad(part, pads, mode=self.mode)
+        return getattr(F, f"conv{d}d")(part, weight, stride=self.stride, groups=part.shape[1])
+
+
+def _layout_of(x: Tensor) -> torch.memory_format:
+    fmt = _channels_last(x.ndim - 2)
+    if fmt is not None and not x.is_contiguous() and x.is_contiguous(memory_format=fmt):
+        return fmt
+    return torch.contiguous_format
+
+
+def _blur_forward(x: Tensor, weight: Tensor, geo: _BlurGeometry) -> Tensor:
+    d = len(geo.size)
+    y = getattr(F, f"conv{d}d")(x, weight, stride=geo.stride, padding=geo.before, groups=x.shape[1])
+    if geo.native != geo.out:
+        full = torch.empty((*x.shape[:2], *geo.out), dtype=y.dtype, device=y.device, memory_format=_layout_of(y))
+        core = full
+        for i, v in enumerate(geo.native):
+            core = core.narrow(2 + i, 0, v)
+        core.copy_(y)
+        y = full
+    for k, (axis, start, end) in enumerate(geo.strips):
+        y.narrow(2 + axis, start, end - start).copy_(geo.strip(x, weight, k))
+    return y
+
+
+class _Blur(torch.autograd.Function):
+    """Blur as native zero-padded conv plus exact edge strips, with a backward that allocates one input gradient.
+
+    Autograd through the strips' index selections would add a full-size zero
+    gradient per strip; here the strips' gradients are added in place.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, geo: _BlurGeometry) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.geo = geo
+        return _blur_forward(x, weight, geo)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        geo: _BlurGeometry = ctx.geo
+        d = len(geo.size)
+        # the gradient in the input's layout: mixed layouts send the convolution's backward to a slow path
+        fmt = _layout_of(x)
+        rest = grad.clone(memory_format=fmt) if geo.strips or not grad.is_contiguous(memory_format=fmt) else grad
+        strip_grads = []
+        for k in reversed(range(len(geo.strips))):  # later strips overwrote earlier ones where they overlap
+            axis, start, end = geo.strips[k]
+            region = rest.narrow(2 + axis, start, end - start)
+            strip_grads.append((k, region.clone()))
+            region.zero_()
+        core = rest
+        for i, v in enumerate(geo.native):  # native counts never exceed ceil(L / stride)
+            core = core.narrow(2 + i, 0, v)
+        gx = torch.ops.aten.convolution_backward(
+            core, x, weight, None, list(geo.stride), [geo.before] * d, [1] * d, False, [0] * d, x.shape[1],
+            [True, False, False])[0]
+        for k, g in strip_grads:
+            axis = geo.strips[k][0]
+            with torch.enable_grad():
+                part = geo.part(x.detach(), k).requires_grad_(True)
+                y = geo.strip_from_part(part, weight, k)
+                (gpart,) = torch.autograd.grad(y, part, g)
+            pos = 0
+            for j, length in geo.runs(k):
+                if j is not None:
+                    gx.narrow(2 + axis, j, length).add_(gpart.narrow(2 + axis, pos, length))
+                pos += length
+        return gx, None, None
 
 
 def blur_pool(
@@ -211,7 +387,7 @@ class _RunningMax(torch.autograd.Function):
     Autograd through a chain of ``torch.maximum`` on views is many times slower
     than the forward; here the forward is that chain and the backward routes
     the gradient to the first shift that attains the maximum (as max pooling
-    does on ties) with one mask, one ``where`` and a few in-place adds per shift.
+    does on ties) with one mask and masked multiplies into one buffer per shift.
     """
 
     @staticmethod
@@ -228,14 +404,21 @@ class _RunningMax(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         y, acc = ctx.saved_tensors
         ax, k, dl, o = ctx.meta
-        out = grad.new_zeros(y.shape)
+        # masked multiplies into one output buffer: where/sub temporaries cost about twice as much here
+        out = torch.empty_like(y)
+        out.narrow(ax, o, y.shape[ax] - o).zero_()
         rest = grad
         for j in range(k - 1):
             hit = y.narrow(ax, j * dl, o) == acc
-            part = torch.where(hit, rest, 0)
-            out.narrow(ax, j * dl, o).add_(part)
-            rest = rest - part  # later shifts get only what earlier ones did not take
-        out.narrow(ax, (k - 1) * dl, o).add_(rest)
+            if j == 0:
+                torch.mul(rest, hit, out=out.narrow(ax, 0, o))
+            else:
+                out.narrow(ax, j * dl, o).addcmul_(rest, hit)
+            miss = hit.logical_not_()  # later shifts get only what earlier ones did not take
+            if j < k - 2:
+                rest = rest * miss
+            else:
+                out.narrow(ax, (k - 1) * dl, o).addcmul_(rest, miss)
         return out, None, None, None, None
 
 
@@ -243,16 +426,17 @@ def _dense_max(x: Tensor, kernel_size: tuple[int, ...], padding: Padding, dilati
     """Stride-1 max pooling (``-inf`` padding), one dim at a time, as a running maximum of shifted views.
 
     On CPU this is several times faster than torch's stride-1 max pooling in
-    NCHW layout; channels-last input, where torch's pooling is fast, uses it.
+    NCHW layout and about twice as fast forward in channels-last; channels-last
+    input that needs a gradient uses torch's pooling, whose backward is as fast there.
     """
-    fmt = _channels_last(x.ndim - 2)
-    if fmt is not None and not x.is_contiguous() and x.is_contiguous(memory_format=fmt):
+    track = torch.is_grad_enabled() and x.requires_grad
+    if track and _layout_of(x) != torch.contiguous_format:
+        # channels-last with backward: native max pooling's backward is as fast as the running max's there
         y = max_pool(x, kernel_size, 1, padding, dilation)
         assert isinstance(y, Tensor)
         return y
     win = resolve(x, kernel_size, 1, padding, dilation)
     y = pad(x, win, "zeros", value=-torch.inf)
-    track = torch.is_grad_enabled() and y.requires_grad
     for i, (k, dl, o) in enumerate(zip(win.kernel, win.dilation, win.out)):
         ax = 2 + i
         if k == 1:
