@@ -154,3 +154,18 @@ def test_gradcheck_maxblur_and_blur_3d():
     assert torch.autograd.gradcheck(lambda t: PF.blur_pool(t, 2, filt=3, padding_mode="replicate"), (x,))
     y = rand(1, 2, 7, 6).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda t: PF.max_blur_pool(t, 2, 2, filt=4), (y,))
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_circular_blur_wider_than_the_input_wraps_around(dim, size):
+    """Circular padding of any width is a circular convolution: compare with the DFT-free sum over offsets."""
+    filt = 6
+    x = torch.rand((2, 3) + (size,) * dim, dtype=torch.float64)
+    y = PF.blur(x, filt, padding_mode="circular")
+    w = torch.tensor([math.comb(filt - 1, i) for i in range(filt)], dtype=torch.float64) / 2 ** (filt - 1)
+    ref = x
+    for axis in range(2, 2 + dim):
+        ref = sum(w[j] * torch.roll(ref, (filt - 1) // 2 - j, dims=axis) for j in range(filt))
+    torch.testing.assert_close(y, ref)
+    torch.testing.assert_close(PF.blur(torch.roll(x, 1, dims=2), filt, padding_mode="circular"), torch.roll(y, 1, dims=2))

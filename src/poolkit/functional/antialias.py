@@ -111,9 +111,7 @@ def blur(
             f"padding_mode='reflect' needs filt // 2 < every input size, got filt={filt} for size {tuple(size)}; "
             "use a smaller filt or padding_mode 'replicate', 'zeros' or 'circular'"
         )
-    if padding_mode == "circular" and after > min(size):
-        raise ValueError(f"padding_mode='circular' needs filt // 2 <= every input size, got filt={filt} "
-                         f"for size {tuple(size)}")
+    wraps = padding_mode == "circular" and after > min(size)  # the filter wraps around more than once
     work = x
     if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
         work = x.float()  # CPU depthwise convs lack fast (or any) half kernels
@@ -121,7 +119,13 @@ def blur(
     kernel = binomial_filter(filt, d, dtype=work.dtype, device=work.device)
     weight = kernel.expand((c, 1, *kernel.shape)).contiguous()
     geo = _BlurGeometry(tuple(int(n) for n in x.shape[2:]), s, filt, padding_mode)
-    if not geo.native_ok:
+    if wraps:
+        padded = work
+        for i, n in enumerate(size):  # circular padding of any width: indices modulo the size
+            idx = torch.arange(-before, int(n) + after, device=work.device) % int(n)
+            padded = padded.index_select(2 + i, idx)
+        y = getattr(F, f"conv{d}d")(padded, weight, stride=s, groups=c)
+    elif not geo.native_ok:
         pads = [before, after] * d
         padded = F.pad(work, pads) if padding_mode == "zeros" else F.pad(work, pads, mode=padding_mode)
         y = getattr(F, f"conv{d}d")(padded, weight, stride=s, groups=c)
