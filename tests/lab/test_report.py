@@ -55,3 +55,16 @@ def test_report_of_missing_study_is_a_clear_error(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     with pytest.raises(ValueError, match="no study 'nope'"):
         write_report("nope", url, tmp_path / "r")
+
+
+def test_binary_studies_are_ranked_by_pr_auc_not_accuracy():
+    """On rare events the all-negative model has the best accuracy; the finding must rank by PR-AUC."""
+    f = _frame()
+    f["pr_auc"] = 0.5
+    f.loc[f["pool"] == "none", "test_acc"] = 0.99  # predicts "no event" everywhere
+    f.loc[f["pool"] == "none", "pr_auc"] = 0.1
+    f.loc[(f["pool"] == "avg") & (f["lever"] == 1.0), "pr_auc"] = 0.8
+    s = summarize(f)
+    b = best_setting(s)
+    assert (b["metric"], b["pool"], b["lever"]) == ("pr_auc", "avg", 1.0)
+    assert "PR-AUC" in finding(s, {"dataset": "csv:faults.csv", "padding": "zeros"})

@@ -22,7 +22,7 @@ from typing import Any
 
 from .study import trials_frame
 
-__all__ = ["write_report", "summarize", "best_setting", "finding"]
+__all__ = ["write_report", "summarize", "best_setting", "finding", "ranking_metric"]
 
 _METRICS = [
     ("test_acc", "test accuracy"),
@@ -63,21 +63,39 @@ def _curves(summary: Any) -> dict[str, Any]:
     }
 
 
+def ranking_metric(summary: Any) -> tuple[str, str]:
+    """The metric that ranks settings: PR-AUC on binary (rare-event) data, else test accuracy.
+
+    On rare events accuracy is no guide: always predicting the majority class scores high.
+    """
+    if "pr_auc_mean" in summary and summary["pr_auc_mean"].notna().any():
+        return "pr_auc", "PR-AUC"
+    return "test_acc", "test accuracy"
+
+
 def best_setting(summary: Any) -> dict[str, Any]:
-    """Best (pool, λ) by mean test accuracy, and its margins over λ = 0 and over λ = 1."""
-    i = summary["test_acc_mean"].idxmax()
+    """Best (pool, λ) by the ranking metric (mean over seeds), and its margins over λ = 0 and over λ = 1.
+
+    ``metric``/``label`` name the metric; ``score``/``score_std`` are its mean and spread
+    at the best setting (``test_acc``/``test_acc_std`` too when the metric is test accuracy).
+    """
+    metric, label = ranking_metric(summary)
+    col = f"{metric}_mean"
+    i = summary[col].idxmax()
     best = summary.loc[i]
-    res: dict[str, Any] = {"pool": best["pool"], "lever": float(best["lever"]),
-                           "test_acc": float(best["test_acc_mean"]), "test_acc_std": float(best["test_acc_std"])}
+    res: dict[str, Any] = {"pool": best["pool"], "lever": float(best["lever"]), "metric": metric, "label": label,
+                           "score": float(best[col]), "score_std": float(best[f"{metric}_std"])}
+    if metric == "test_acc":
+        res["test_acc"], res["test_acc_std"] = res["score"], res["score_std"]
     at0 = summary[summary["lever"] == 0.0]
-    res["at_0"] = float(at0["test_acc_mean"].max()) if len(at0) else math.nan
+    res["at_0"] = float(at0[col].max()) if len(at0) else math.nan
     at1 = summary[summary["lever"] == 1.0]
     same = at1[at1["pool"] == best["pool"]]
     pick = same if len(same) else at1
-    res["at_1"] = float(pick["test_acc_mean"].max()) if len(pick) else math.nan
-    res["at_1_pool"] = str(pick.loc[pick["test_acc_mean"].idxmax(), "pool"]) if len(pick) else None
-    res["margin_over_0"] = res["test_acc"] - res["at_0"]
-    res["margin_over_1"] = res["test_acc"] - res["at_1"]
+    res["at_1"] = float(pick[col].max()) if len(pick) else math.nan
+    res["at_1_pool"] = str(pick.loc[pick[col].idxmax(), "pool"]) if len(pick) else None
+    res["margin_over_0"] = res["score"] - res["at_0"]
+    res["margin_over_1"] = res["score"] - res["at_1"]
     return res
 
 
@@ -92,7 +110,7 @@ def finding(summary: Any, attrs: dict[str, Any]) -> str:
     pad = attrs.get("padding", "?")
     text = (
         f"On {ds} ({pad} padding) the best setting is λ = {b['lever']:g} with {b['pool']} "
-        f"({_pts(b['test_acc'])} ± {_pts(b['test_acc_std'])} % test accuracy). "
+        f"({_pts(b['score'])} ± {_pts(b['score_std'])} % {b['label']}). "
     )
     if not math.isnan(b["at_0"]) and b["lever"] != 0.0:
         text += f"It beats no pooling (λ = 0, {_pts(b['at_0'])} %) by {_pts(b['margin_over_0'])} points. "
@@ -137,8 +155,10 @@ def _heatmap(summary: Any, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    table = 100 * summary.pivot(index="pool", columns="lever", values="test_acc_mean")
+    metric, label = ranking_metric(summary)
+    table = 100 * summary.pivot(index="pool", columns="lever", values=f"{metric}_mean")
     if "none" in table.index and len(table) > 1:
         # λ = 0 has no pooling: the same trials belong to every statistic's row.
         if 0.0 in table.columns:
@@ -148,11 +168,11 @@ def _heatmap(summary: Any, path: Path) -> None:
     im = ax.imshow(table.to_numpy(float), cmap="viridis", aspect="auto")
     ax.set_xticks(range(table.shape[1]), [f"{v:g}" for v in table.columns])
     ax.set_yticks(range(table.shape[0]), list(table.index))
-    for (r, c), v in __import__("numpy").ndenumerate(table.to_numpy(float)):
+    for (r, c), v in np.ndenumerate(table.to_numpy(float)):
         if not math.isnan(v):
             ax.text(c, r, f"{v:.1f}", ha="center", va="center", color="w", fontsize=8)
     ax.set_xlabel("λ")
-    ax.set_title("mean test accuracy (%)")
+    ax.set_title(f"mean {label} (%)")
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -208,7 +228,9 @@ def write_report(study_name: str, storage: str, out: str | Path) -> Path:
         if f"{metric}_mean" in summary.columns and _figure(curves, metric, label, out / fname):
             figures.append((fname, label))
     _heatmap(summary, out / "heatmap.png")
-    figures.append(("heatmap.png", "statistic × λ heatmap of mean test accuracy (λ = 0: the shared no-pool model)"))
+    figures.append(
+        ("heatmap.png", f"statistic × λ heatmap of mean {ranking_metric(summary)[1]} (λ = 0: the shared no-pool model)")
+    )
     attrs = dict(frame.attrs)
     text = finding(summary, attrs)
     b = best_setting(summary)

@@ -249,7 +249,9 @@ def _objective(ds: Any, config: StudyConfig, progress: bool):
         m = run_trial(ds, pool, lever, seed, config.train, progress=progress)
         for k, v in m.items():
             trial.set_user_attr(k, None if isinstance(v, float) and math.isnan(v) else v)
-        return m["test_acc"]
+        # the value the search maximizes: PR-AUC on binary (rare-event) data, where accuracy misleads
+        score = m.get("pr_auc", math.nan) if ds.num_classes == 2 else math.nan
+        return m["test_acc"] if isinstance(score, float) and math.isnan(score) else score
 
     return objective
 
