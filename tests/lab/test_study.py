@@ -150,3 +150,24 @@ def test_csv_rare_event_study_records_binary_metrics(tmp_path):
     assert name == "csv-plant.csv-zeros"
     frame = trials_frame(url, name)
     assert {"recall", "precision", "f1", "fpr", "pr_auc"} <= set(frame.columns)
+
+
+def test_a_trial_popped_twice_is_recorded_once(tmp_path, monkeypatch):
+    """SQLite can hand one queued trial to two workers: the loser's refused tell must not stop the study."""
+    real = optuna.Study.optimize
+    calls = {"n": 0}
+
+    def optimize_with_one_lost_race(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # as if another worker had recorded this trial first
+            raise ValueError("Cannot tell a COMPLETE trial.")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.Study, "optimize", optimize_with_one_lost_race)
+    cfg = _cfg(levers=[0, 1], seeds=1)
+    url, name = run_study(cfg, out=tmp_path)
+    assert sorted(_complete_keys(url, name)) == sorted(grid_points(cfg))
+
+    monkeypatch.setattr(optuna.Study, "optimize", lambda self, *a, **k: (_ for _ in ()).throw(ValueError("other")))
+    with pytest.raises(ValueError, match="other"):
+        run_study(_cfg(levers=[0, 0.5], seeds=1), out=tmp_path / "b")

@@ -262,7 +262,9 @@ def _waiting(study: Any) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
-def _work(storage_url: str, name: str, config: StudyConfig, progress: bool, bar_total: int = 0) -> int:
+def _work(
+    storage_url: str, name: str, config: StudyConfig, progress: bool, bar_total: int = 0, shared: bool = False
+) -> int:
     """Run queued grid points (or TPE trials) until none is left; return how many this process ran."""
     import optuna
     from optuna.trial import TrialState
@@ -284,7 +286,16 @@ def _work(storage_url: str, name: str, config: StudyConfig, progress: bool, bar_
                 break
         elif _waiting(study) == 0:
             break
-        study.optimize(objective, n_trials=1, catch=(_NoGridPoint,))
+        if shared:
+            time.sleep(random.random() * 0.2)  # de-synchronize workers that would pop the queue together
+        try:
+            study.optimize(objective, n_trials=1, catch=(_NoGridPoint,))
+        except ValueError as err:
+            # SQLite has no SELECT ... FOR UPDATE: two processes can pop the same queued trial at once. Both
+            # train it; the first to finish records it and the other's tell is refused, so the grid point
+            # still completes exactly once (PostgreSQL locks the row, so there it cannot happen).
+            if not str(err).startswith("Cannot tell a"):
+                raise
         ran += 1
         if bar is not None:
             bar.update()
@@ -294,7 +305,7 @@ def _work(storage_url: str, name: str, config: StudyConfig, progress: bool, bar_
 
 
 def _worker_main(storage_url: str, name: str, config: StudyConfig) -> None:
-    _work(storage_url, name, config, progress=False)
+    _work(storage_url, name, config, progress=False, shared=True)
 
 
 def run_study(
