@@ -21,6 +21,7 @@ from ._window import (
     IntOrTuple,
     OutputSize,
     Padding,
+    Window,
     adaptive_windows,
     check_input,
     check_padding_mode,
@@ -34,7 +35,7 @@ from ._window import (
     windows,
 )
 
-__all__ = ["max_pool", "median_pool", "min_pool", "range_pool", "topk_pool"]
+__all__ = ["max_pool", "median_pool", "min_pool", "range_pool", "topk_pool", "window_max"]
 
 
 def max_pool(
@@ -83,14 +84,25 @@ def max_pool(
     if kernel_size is None:
         raise TypeError("kernel_size is required unless output_size is given")
     win = resolve(x, kernel_size, stride, padding, dilation, ceil_mode)
-    f = native("max_pool", d)
+    return window_max(x, win, padding_mode, return_indices)
+
+
+def window_max(
+    x: Tensor, win: Window, padding_mode: str = "zeros", return_indices: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Maximum of ``x`` over each window of a resolved :class:`Window`: one native max pooling.
+
+    ``"zeros"`` with symmetric padding uses torch's implicit ``-inf`` padding; other
+    modes (and ``"same"``'s uneven split) pad explicitly first.
+    """
+    f = native("max_pool", win.dims)
     if padding_mode == "zeros" and win.symmetric:
         p = [a for a, _ in win.pad]
-        return f(fast_layout(x, "max_pool"), win.kernel, win.stride, p, win.dilation, ceil_mode, return_indices)
+        return f(fast_layout(x, "max_pool"), win.kernel, win.stride, p, win.dilation, win.ceil_mode, return_indices)
     if return_indices:
         raise ValueError("return_indices=True needs padding_mode='zeros' and integer (symmetric) padding")
     xp = fast_layout(pad(x, win, padding_mode, value=-torch.inf), "max_pool")
-    return crop(f(xp, win.kernel, win.stride, 0, win.dilation, ceil_mode), win.out)
+    return crop(f(xp, win.kernel, win.stride, 0, win.dilation, win.ceil_mode), win.out)
 
 
 def min_pool(

@@ -35,7 +35,7 @@ from ._window import (
     resolve,
     resolve_output_size,
 )
-from .order import max_pool
+from .order import max_pool, window_max
 
 __all__ = ["avg_pool", "gated_pool", "gem_pool", "lp_pool", "lse_pool", "mixed_pool", "softpool", "window_mean"]
 
@@ -636,11 +636,8 @@ def _max_and_avg(
 ) -> tuple[Tensor, Tensor]:
     if not isinstance(win, Window):
         return native("adaptive_max_pool", x.ndim - 2)(x, win), window_mean(x, win)
-    f = native("max_pool", win.dims)
-    if padding_mode == "zeros" and win.symmetric:
-        mx = f(fast_layout(x, "max_pool"), win.kernel, win.stride, [a for a, _ in win.pad], 1, win.ceil_mode)
-    else:
-        mx = crop(f(pad(x, win, padding_mode, -torch.inf), win.kernel, win.stride, 0, 1, win.ceil_mode), win.out)
+    mx = window_max(x, win, padding_mode)
+    assert isinstance(mx, Tensor)
     return mx, window_mean(x, win, padding_mode, count_include_pad)
 
 

@@ -86,11 +86,6 @@ def _check_channels(channels: object, name: str, needed: bool) -> int | None:
     return channels
 
 
-def _live(t: Tensor) -> Tensor:
-    """A parameter as the function sees it; without autograd its plain data, so tracing can embed it."""
-    return t if torch.is_grad_enabled() else t.data
-
-
 class _ChannelsMixin:
     """Refuses input whose channel count differs from the module's learned per-channel tensors."""
 
@@ -182,7 +177,7 @@ class _GeMPoolNd(_ChannelsMixin, _PoolNd):
             self.register_buffer("p", value)
 
     def fn_kwargs(self) -> dict[str, Any]:
-        kw = {"count_include_pad": self.count_include_pad, "p": _live(self.p), "eps": self.eps}
+        kw = {"count_include_pad": self.count_include_pad, "p": self.p, "eps": self.eps}
         return {**self.window_kwargs(), **kw}
 
     def extra_repr(self) -> str:
@@ -234,7 +229,7 @@ class _LSEPoolNd(_PoolNd):
 
     @property
     def beta(self) -> float | Tensor:
-        return F.softplus(_live(self.beta_raw)) if self.learnable else self._beta
+        return F.softplus(self.beta_raw) if self.learnable else self._beta
 
     def fn_kwargs(self) -> dict[str, Any]:
         return {**self.window_kwargs(), "count_include_pad": self.count_include_pad, "beta": self.beta}
@@ -309,7 +304,7 @@ class _MixedPoolNd(_PoolNd):
 
     @property
     def alpha(self) -> float | Tensor:
-        return torch.sigmoid(_live(self.alpha_raw)) if self.learnable else self._alpha
+        return torch.sigmoid(self.alpha_raw) if self.learnable else self._alpha
 
     def fn_kwargs(self) -> dict[str, Any]:
         return {**self.window_kwargs(), "count_include_pad": self.count_include_pad, "alpha": self.alpha}
@@ -363,7 +358,7 @@ class _GatedPoolNd(_ChannelsMixin, _PoolNd):
         self.weight = nn.Parameter(torch.zeros(shape, device=device, dtype=dtype))
 
     def fn_kwargs(self) -> dict[str, Any]:
-        return {**self.window_kwargs(), "count_include_pad": self.count_include_pad, "weight": _live(self.weight)}
+        return {**self.window_kwargs(), "count_include_pad": self.count_include_pad, "weight": self.weight}
 
 
 class LPPool1d(_LPPoolNd):
