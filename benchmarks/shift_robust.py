@@ -4,7 +4,10 @@ kornia's MaxBlurPool2D, aps vs a plain stride-2 subsample plus one norm.
 Forward and forward+backward, NCHW and channels-last input, on ``(32, 64, 56, 56)``; each row gives the
 ratio reference time / poolkit time (above 1: poolkit is faster).
 
-    .venv/bin/python benchmarks/shift_robust.py [--quick] [--threads N]
+    .venv/bin/python benchmarks/shift_robust.py [--quick] [--threads N] [--pieces]
+
+``--pieces`` adds a breakdown of maxblur in channels-last: the time of one full-size elementwise pass
+against the fused maxblur's forward and forward+backward, to show how many such passes each costs.
 """
 
 from __future__ import annotations
@@ -91,6 +94,42 @@ def rows(quick: bool = False) -> list[dict[str, Any]]:
     return result
 
 
+def pieces(quick: bool = False) -> list[list[Any]]:
+    """Channels-last maxblur against its building blocks: (piece, median ms, full-size passes it equals)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    shape = (8, 64, 56, 56) if quick else SHAPE
+    repeat = 3 if quick else 15
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    buf = torch.empty_like(x)
+    dense = F.max_pool2d(x, 2, 1)
+    weight = PF.binomial_filter(3, 2).expand(shape[1], 1, 3, 3).contiguous()
+
+    def ours(t: torch.Tensor) -> torch.Tensor:
+        return PF.max_blur_pool(t, 2, 2, filt=3, blur_padding_mode="zeros")
+
+    with torch.no_grad():
+        timed = [
+            ("one elementwise pass: max of two shifted views into a reused buffer",
+             lambda: torch.maximum(x[..., :-1], x[..., 1:], out=buf[..., :-1])),
+            ("the same pass into a fresh tensor", lambda: torch.maximum(x[..., :-1], x[..., 1:])),
+            ("depthwise 3x3 stride-2 convolution of the dense max", lambda: F.conv2d(dense, weight, None, 2, 1, 1, 64)),
+            ("poolkit maxblur forward", lambda: ours(x)),
+        ]
+        times = [(name, median_time(fn, warmup=2, repeat=repeat)) for name, fn in timed]
+    times.append(("poolkit maxblur forward+backward", median_time(fwd_bwd(ours, x), warmup=2, repeat=repeat)))
+    try:
+        import kornia
+
+        ref = kornia.filters.MaxBlurPool2D(kernel_size=3, stride=2, max_pool_size=2)
+        times.append(("kornia MaxBlurPool2D forward+backward", median_time(fwd_bwd(ref, x), warmup=2, repeat=repeat)))
+    except ImportError:
+        pass
+    unit = times[0][1]
+    return [[name, 1e3 * t, t / unit] for name, t in times]
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
     if "--threads" in sys.argv:
@@ -101,6 +140,9 @@ def main() -> None:
     print(f"input {(8, 64, 56, 56) if quick else SHAPE}; {machine()}\n")
     print(table(header, [[r["op"], r["reference"], r["layout"], r["mode"], r["poolkit_ms"], r["reference_ms"],
                           r["ratio"]] for r in data]))
+    if "--pieces" in sys.argv:
+        print("\nmaxblur k=2 s=2 filt=3, channels_last, pieces\n")
+        print(table(["piece", "ms", "in elementwise passes"], pieces(quick)))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import poolkit
 import poolkit.functional as PF
@@ -170,3 +171,22 @@ def test_circular_blur_wider_than_the_input_wraps_around(dim, size):
     torch.testing.assert_close(y, ref)
     shifted = PF.blur(torch.roll(x, 1, dims=2), filt, padding_mode="circular")
     torch.testing.assert_close(shifted, torch.roll(y, 1, dims=2))
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize(("k", "s", "p"), [(2, 2, 0), (3, 2, 1)])
+def test_maxblur_with_ties_equals_max_then_blur(layout, k, s, p):
+    """Integer input is full of tied maxima: output and gradient equal torch's max pooling followed by blurpool."""
+    torch.manual_seed(0)
+    x = torch.randint(0, 4, (3, 5, 12, 11)).float()
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    g = torch.rand(3, 5, *PF.max_blur_pool(x, k, s, p, filt=4).shape[2:])
+    a = x.clone().requires_grad_(True)
+    b = x.clone().requires_grad_(True)
+    ya = PF.max_blur_pool(a, k, s, p, filt=4)
+    yb = PF.blur_pool(F.max_pool2d(b, k, 1, p), s, filt=4)
+    torch.testing.assert_close(ya, yb)
+    ya.backward(g)
+    yb.backward(g)
+    torch.testing.assert_close(a.grad, b.grad)
