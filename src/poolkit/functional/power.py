@@ -6,6 +6,19 @@ max and average poolings (mixed; gated adds one strided grouped convolution), so
 the adaptive/global forms come for free. lse and softpool first try the plain
 formula and fall back to a max-shifted form only where an exponential would
 overflow or a window's sum underflow (see :func:`lse_pool`).
+
+Speed, where the window is one native average (no padding, or symmetric zero
+padding): without autograd on CPU the pointwise map runs a chunk of samples at a
+time into a small reused buffer that the native average pools straight into the
+output (:func:`_chunked_means`); under autograd lp, gem, lse, softpool, mixed and
+stochastic pooling's eval mode run in the memory layout where torch's CPU kernels
+are fastest (channels_last in 1-d/2-d, contiguous in 3-d) and lp, gem, lse,
+softpool and stochastic eval use analytic backwards built on torch's
+average-pooling backward, saving only the input, what autograd would save of the
+map, and output-sized tensors. When a graph of the backward is asked for
+(``create_graph=True``, double backward), those backwards differentiate the plain
+formula instead, so higher derivatives work. Other geometry (padding by copies,
+adaptive windows that do not divide the input) takes plain autograd.
 """
 
 from __future__ import annotations
@@ -208,14 +221,40 @@ def _sum_count(x: Tensor, out: tuple[int, ...]) -> Tensor:
 
 def _safe_root(s: Tensor, p: float | Tensor) -> Tensor:
     """``s ** (1/p)`` for ``s >= 0`` with a finite (zero) gradient where ``s == 0``."""
+    if isinstance(p, float):
+        return _Root.apply(s, p)
     pos = s > 0
     return torch.where(pos, torch.where(pos, s, 1.0) ** (1.0 / p), 0.0)
 
 
 def _root_(s: Tensor, p: float | Tensor) -> Tensor:
     """:func:`_safe_root` in place on ``s`` (no autograd): the same values, no output-sized temporaries."""
-    keep = s > 0
-    return s.pow_(1.0 / p).masked_fill_(~keep, 0.0)
+    if isinstance(p, float) and p == 2.0:
+        return s.sqrt_()
+    # exp(log(s) / p) is exact to rounding, maps 0 to 0, and runs several times faster than pow with a
+    # fractional exponent on CPU
+    return s.log_().div_(p).exp_()
+
+
+class _Root(torch.autograd.Function):
+    """``s ** (1/p)`` for ``s >= 0`` and a float ``p > 0``, with gradient ``y / (p s)`` and 0 where ``s == 0``.
+
+    One output-sized pass each way instead of autograd's chain of ``where`` and ``pow`` (whose CPU kernel for a
+    fractional exponent is slow). The backward is built from differentiable ops, so double backward works.
+    """
+
+    @staticmethod
+    def forward(ctx, s: Tensor, p: float) -> Tensor:  # type: ignore[override]
+        y = s.sqrt() if p == 2.0 else s.log().div_(p).exp_()
+        ctx.save_for_backward(s, y)
+        ctx.p = p
+        return y
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        s, y = ctx.saved_tensors
+        pos = s > 0
+        return torch.where(pos, g * y / (ctx.p * torch.where(pos, s, 1.0)), 0.0), None
 
 
 def _mean_valid(t: Tensor, win: Window, stride: tuple[int, ...] | None = None) -> Tensor:
@@ -288,7 +327,349 @@ def _check_float(value: object, name: str, low: float | None = None, high: float
     return v
 
 
+class _NativeMean:
+    """One native average pooling and its backward, for the custom autograd functions below.
+
+    Only for geometry that :func:`window_mean` runs as a single native call (no padding, or symmetric zero
+    padding); :meth:`of` returns ``None`` otherwise. On CPU the work runs in the memory layout where torch's
+    kernels (forward and backward) are fastest: channels_last in 2-d (1-d runs as 2-d with a unit height),
+    contiguous in 3-d; converting once costs less than one slow pass.
+    """
+
+    def __init__(self, win: Window, count_include_pad: bool, divisor_override: int | None, cpu: bool) -> None:
+        k, s, p = win.kernel, win.stride, tuple(a for a, _ in win.pad)
+        self.one_d = win.dims == 1
+        if self.one_d:
+            k, s, p = (1, *k), (1, *s), (0, *p)
+        self.nd = len(k)
+        self.out = (1, *win.out) if self.one_d else win.out
+        self.args = (k, s, p, win.ceil_mode, count_include_pad, divisor_override)
+        self.fmt = (torch.channels_last if self.nd == 2 else torch.contiguous_format) if cpu else None
+
+    @classmethod
+    def of(
+        cls, x: Tensor, win: Window | tuple[int, ...], padding_mode: str, count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ) -> _NativeMean | None:
+        if not isinstance(win, Window) or any(dl != 1 for dl in win.dilation):
+            return None
+        if win.padded and not (padding_mode == "zeros" and win.symmetric):
+            return None
+        if x.ndim == 5 and x.dtype in (torch.float16, torch.bfloat16):
+            return None  # no half avg_pool3d on CPU
+        return cls(win, count_include_pad, divisor_override, x.device.type == "cpu")
+
+    def view(self, x: Tensor) -> Tensor:
+        """``x`` as the native op sees it (a differentiable view or copy)."""
+        z = x.unsqueeze(2) if self.one_d else x
+        return z if self.fmt is None else z.contiguous(memory_format=self.fmt)
+
+    def unview(self, t: Tensor) -> Tensor:
+        return t.squeeze(2) if self.one_d else t
+
+    def param(self, v: float | Tensor) -> float | Tensor:
+        """A ``(1, C, 1, ...)`` parameter shaped for :meth:`view`'s input."""
+        return v.unsqueeze(-1) if self.one_d and isinstance(v, Tensor) and v.ndim > 0 else v
+
+    def mean(self, z: Tensor) -> Tensor:
+        return native("avg_pool", self.nd)(z, *self.args)
+
+    def mean_backward(self, g: Tensor, z: Tensor) -> Tensor:
+        """Gradient of :meth:`mean` at ``z`` (only its shape and layout matter) for the output gradient ``g``."""
+        op = torch.ops.aten.avg_pool2d_backward if self.nd == 2 else torch.ops.aten.avg_pool3d_backward
+        return op(g, z, *self.args)
+
+
+# Without autograd, a pointwise map feeding a native average runs a few samples at a time: the map writes into
+# one small reused buffer that stays in cache and the average pools it straight into its slice of the output,
+# so no input-sized tensor is made. 0 turns this off.
+_CHUNK_BYTES = 1 << 20
+
+Map = Callable[[Tensor, Tensor], object]
+
+
+def _chunked_means(x: Tensor, nat: _NativeMean, maps: list[Map], per_channel: bool = False) -> list[Tensor] | None:
+    """Native means of successive in-place maps of ``x``, chunk by chunk; ``None`` where this path is not used.
+
+    Each map is ``f(x_chunk, buf)`` and updates ``buf`` (which holds the previous map's result); the mean is
+    taken after each. ``per_channel``: a map broadcasts a ``(1, C, 1, ...)`` tensor, so chunks keep all
+    channels. Used on CPU for float32/float64 outside tracing and compilation (``out=`` into slices).
+    """
+    if (
+        not _CHUNK_BYTES
+        or nat.fmt is None
+        or x.dtype not in (torch.float32, torch.float64)
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+    ):
+        return None
+    xv = x.unsqueeze(2) if nat.one_d else x
+    n, c = xv.shape[:2]
+    sp = tuple(xv.shape[2:])
+    if nat.nd == 3 and xv.is_contiguous() and not per_channel:
+        # contiguous 3-d: rows of (sample, channel), each a unit-channel volume, so chunks can be smaller
+        xv = xv.reshape((n * c, 1, *sp))
+        fmt, rows, per = torch.contiguous_format, n * c, 1
+    else:
+        fmt, rows, per = nat.fmt, n, c  # torch's avg_pool3d.out writes channels_last_3d slices wrongly: fmt
+    unit = per * math.prod(sp) * x.element_size()
+    u = min(rows, max(1, _CHUNK_BYTES // unit))
+    buf = torch.empty((u, per, *sp), dtype=x.dtype, device=x.device, memory_format=fmt)
+    outs = [torch.empty((rows, per, *nat.out), dtype=x.dtype, device=x.device, memory_format=fmt) for _ in maps]
+    op = getattr(torch.ops.aten, f"avg_pool{nat.nd}d").out
+    for r0 in range(0, rows, u):
+        xc = xv[r0 : r0 + u]
+        b = buf[: xc.shape[0]]
+        for f, o in zip(maps, outs):
+            f(xc, b)
+            op(b, *nat.args, out=o[r0 : r0 + u])
+    return [nat.unview(o.view((n, c, *nat.out))) for o in outs]
+
+
+def _graph_grads(g: Tensor, wrt: list[Tensor], plain: Callable[[], Tensor]) -> tuple[Tensor | None, ...]:
+    """Gradients of a differentiable recomputation ``plain()`` of a forward, with a graph (for double backward).
+
+    The custom backwards below run in place and keep no graph; when autograd asks for one (``create_graph=True``
+    makes the backward run with grad mode on), they hand over to this, which costs a plain autograd pass.
+    """
+    with torch.enable_grad():
+        y = plain()
+    return torch.autograd.grad(y, wrt, g, create_graph=True, allow_unused=True)
+
+
+class _SoftPoolFn(torch.autograd.Function):
+    """SoftPool ``y = avg(z e^z) / avg(e^z)`` from its precomputed means, with an analytic backward.
+
+    ``dy_w / dz_i = e_i (1 + z_i - y_w) / sum_w e`` for every window ``w`` holding cell ``i``, so the input
+    gradient is ``e ((1 + z) A - B)`` with ``A = mean_backward(g / den)`` and ``B = mean_backward(g y / den)``
+    (overlapping windows included). Saves ``z``, ``e`` (as autograd would) and two output-sized tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, e: Tensor, num: Tensor, den: Tensor, nat: _NativeMean) -> Tensor:  # type: ignore[override]
+        y = num / den
+        ctx.save_for_backward(z, e, den, y)
+        ctx.nat = nat
+        return y
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, None, None, None, None]:  # type: ignore[override]
+        z, e, den, y = ctx.saved_tensors
+        nat: _NativeMean = ctx.nat
+        if torch.is_grad_enabled():
+            (gz,) = _graph_grads(g, [z], lambda: nat.mean(z * torch.exp(z)) / nat.mean(torch.exp(z)))
+            return gz, None, None, None, None
+        gd = g / den
+        a = nat.mean_backward(gd, z)
+        b = nat.mean_backward(gd.mul_(y), z)
+        return b.neg_().add_(a).addcmul_(z, a).mul_(e), None, None, None, None
+
+
+def _sum_to(t: Tensor, like: Tensor) -> Tensor:
+    """``t`` summed over the dims that ``like`` broadcasts (a parameter's gradient)."""
+    if like.ndim == 0:
+        return t.sum()
+    dims = [i for i, (a, b) in enumerate(zip(t.shape, like.shape)) if b == 1 and a != 1]
+    return (t.sum(dims, keepdim=True) if dims else t).view(like.shape)
+
+
+class _GemFn(torch.autograd.Function):
+    """GeM ``y = m^(1/p)``, ``m = mean(clamp(z, eps)^p)``, with an analytic backward.
+
+    ``dy/dz = mean_backward(g y / m) clamp(z, eps)^(p-1) [z >= eps]`` (overlapping windows included), and for a
+    tensor ``p`` that requires grad ``dy/dp = y (mean(t log c) / m - log(m) / p) / p`` with ``c = clamp(z, eps)``,
+    ``t = c^p``. Saves ``z`` and two output-sized tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, p: float | Tensor, eps: float, nat: _NativeMean) -> Tensor:  # type: ignore[override]
+        m = nat.mean(z.clamp(min=eps).pow_(p))
+        y = _root_(m.clone(), p)
+        ctx.save_for_backward(z, m, y, *((p,) if isinstance(p, Tensor) else ()))
+        ctx.p, ctx.eps, ctx.nat = (None if isinstance(p, Tensor) else p), eps, nat
+        return y
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:  # type: ignore[override]
+        z, m, y, *rest = ctx.saved_tensors
+        p = rest[0] if rest else ctx.p
+        nat: _NativeMean = ctx.nat
+        eps = ctx.eps
+        if torch.is_grad_enabled():
+            wrt = [t for t, need in zip((z, p), ctx.needs_input_grad[:2]) if need and isinstance(t, Tensor)]
+            grads = iter(_graph_grads(g, wrt, lambda: _safe_root(nat.mean(z.clamp(min=eps) ** p), p)))
+            return (next(grads) if ctx.needs_input_grad[0] else None,
+                    next(grads) if ctx.needs_input_grad[1] and isinstance(p, Tensor) else None, None, None)
+        pos = m > 0
+        gy = torch.where(pos, g * y / torch.where(pos, m, 1.0), 0.0)
+        gz = gp = None
+        if ctx.needs_input_grad[0]:
+            a = nat.mean_backward(gy, z)
+            if isinstance(p, float) and p > 1.0:
+                # threshold keeps z where z > the float below eps, i.e. z >= eps, and 0^(p-1) = 0 masks the rest
+                below = torch.nextafter(torch.tensor(eps, dtype=z.dtype), torch.tensor(-math.inf, dtype=z.dtype))
+                w = F.threshold(z, below.item(), 0.0)
+                if p != 2.0:
+                    w = w.pow_(p - 1.0)
+            else:
+                w = z.clamp(min=eps).pow_(p - 1.0).masked_fill_(z < eps, 0.0)
+            gz = a.mul_(w)
+        if ctx.needs_input_grad[1]:
+            c = z.clamp(min=eps)
+            u = nat.mean(c.pow(p).mul_(c.log_()))
+            logm = torch.where(pos, m, 1.0).log()
+            gp = _sum_to(torch.where(pos, gy * (u - m * logm / p) / p, 0.0), p)
+        return gz, gp, None, None
+
+
+class _LpFn(torch.autograd.Function):
+    """Power sum ``y = s^(1/p)``, ``s = scale * mean(|z|^p)`` from its precomputed ``s``, analytic backward.
+
+    ``dy/dz = scale * mean_backward(g y / s) |z|^(p-1) sign(z)``, 0 for windows with ``s = 0``. Saves ``z`` and
+    two output-sized tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, s: Tensor, p: float, scale: float, nat: _NativeMean) -> Tensor:  # type: ignore[override]
+        y = s.clone() if p == 1.0 else _root_(s.clone(), p)
+        ctx.save_for_backward(z, s, y)
+        ctx.p, ctx.scale, ctx.nat = p, scale, nat
+        return y
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, None, None, None, None]:  # type: ignore[override]
+        z, s, y = ctx.saved_tensors
+        p, nat = ctx.p, ctx.nat
+        if torch.is_grad_enabled():
+
+            def plain() -> Tensor:
+                total = nat.mean(z * z if p == 2.0 else z.abs() ** p) * ctx.scale
+                return total if p == 1.0 else _safe_root(total, p)
+
+            (gz,) = _graph_grads(g, [z], plain)
+            return gz, None, None, None, None
+        if p == 1.0:
+            gs = g * ctx.scale
+        else:
+            pos = s > 0
+            gs = torch.where(pos, g * y / torch.where(pos, s, 1.0), 0.0).mul_(ctx.scale)
+        a = nat.mean_backward(gs, z)
+        if p == 2.0:
+            w = z
+        elif p == 1.0:
+            w = z.sign()
+        elif p > 2.0:
+            w = z.abs().pow_(p - 2.0).mul_(z)
+        else:
+            w = z.abs().pow_(p - 1.0).mul_(z.sign())
+        return a.mul_(w), None, None, None, None
+
+
+class _LseFn(torch.autograd.Function):
+    """Log-mean-exp ``y = log(mean) / b`` from its precomputed ``mean`` and ``e = exp(b z)``, analytic backward.
+
+    ``dy/dz = e * mean_backward(g / mean)`` (``b`` cancels; overlapping windows and counted zero padding
+    included, as ``mean`` holds the padding's share). Saves ``z``, ``e`` (as autograd would) and ``mean``.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, e: Tensor, mean: Tensor, b: float | Tensor, nat: _NativeMean) -> Tensor:  # type: ignore[override]
+        y = mean.log()
+        if not (isinstance(b, float) and b == 1.0):
+            y = y.div_(b)
+        ctx.save_for_backward(z, e, mean)
+        ctx.nat, ctx.b = nat, b
+        return y
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, None, None, None, None]:  # type: ignore[override]
+        z, e, mean = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            b, nat = ctx.b, ctx.nat
+            pad = (mean - nat.mean(e)).detach()  # the counted zero padding's share (a constant)
+            (gz,) = _graph_grads(g, [z], lambda: torch.log(nat.mean(torch.exp(z * b)) + pad) / b)
+            return gz, None, None, None, None
+        return ctx.nat.mean_backward(g / mean, z).mul_(e), None, None, None, None
+
+
+class _LehmerFn(torch.autograd.Function):
+    """``y = avg(a^2) / avg(a)`` with ``a = relu(z)`` (0 where a window has no positive cell), analytic backward.
+
+    The expectation of stochastic pooling. ``dy_w / dz_i = (2 a_i - y_w) / sum_w a`` where ``z_i > 0`` (else 0),
+    so the input gradient is ``(2 z A - B) [z > 0]`` with ``A = mean_backward(g / den)`` and
+    ``B = mean_backward(g y / den)``, overlapping windows included. Saves ``z`` and two output-sized tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, nat: _NativeMean) -> Tensor:  # type: ignore[override]
+        a = torch.relu(z)
+        den = nat.mean(a)
+        y = nat.mean(a.mul_(a)).div_(den.clamp_min(torch.finfo(den.dtype).tiny))  # num = 0 where den = 0
+        ctx.save_for_backward(z, den, y)
+        ctx.nat = nat
+        return y
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, None]:  # type: ignore[override]
+        z, den, y = ctx.saved_tensors
+        nat: _NativeMean = ctx.nat
+        if torch.is_grad_enabled():
+
+            def plain() -> Tensor:
+                a = torch.relu(z)
+                d = nat.mean(a)
+                pos = d > 0
+                return torch.where(pos, nat.mean(a * a) / torch.where(pos, d, 1.0), 0.0)
+
+            (gz,) = _graph_grads(g, [z], plain)
+            return gz, None
+        pos = den > 0
+        gd = torch.where(pos, g / torch.where(pos, den, 1.0), 0.0)
+        b = nat.mean_backward(-gd * y, z)
+        a = nat.mean_backward(gd.mul_(2.0), z)
+        return b.addcmul_(z, a).masked_fill_(z <= 0, 0.0), None
+
+
+def _lehmer_relu(x: Tensor, win: Window | tuple[int, ...], padding_mode: str) -> Tensor:
+    """``avg(a^2) / avg(a)`` over each window with ``a = relu(x)``, 0 where a window has no positive cell.
+
+    The expectation of stochastic pooling (its eval mode). Padding follows :func:`window_mean` (zeros count
+    as cells of value 0, which change neither sum). Under autograd, with native geometry, a custom backward.
+    """
+    grad = needs_grad(x)
+    nat = _NativeMean.of(x, win, padding_mode)
+    if grad and nat is not None:
+        return nat.unview(_LehmerFn.apply(nat.view(x), nat))
+    tiny = torch.finfo(x.dtype).tiny
+    means = None if grad or nat is None else _chunked_means(
+        x, nat, [lambda xc, b: torch.clamp(xc, min=0.0, out=b), lambda xc, b: b.mul_(b)]
+    )
+    if means is not None:
+        den, num = means
+        return num.div_(den.clamp_min_(tiny))  # num = 0 where den = 0
+    a = torch.relu(x)  # zero gradient at 0 too, so an all-zero window has zero gradient
+    if not grad:  # a is not needed after its mean: square it in place (one full-size buffer)
+        den = window_mean(a, win, padding_mode)
+        num = window_mean(a.mul_(a), win, padding_mode)
+        return num.div_(den.clamp_min_(tiny))  # num = 0 where den = 0
+    num = window_mean(a * a, win, padding_mode)
+    den = window_mean(a, win, padding_mode)
+    pos = den > 0
+    return torch.where(pos, num / torch.where(pos, den, 1.0), 0.0)
+
+
 # ---------------------------------------------------------------- statistics
+
+
+def _power_map(p: float) -> Map:
+    """``buf = |x|^p`` for :func:`_chunked_means`."""
+    if p == 2.0:
+        return lambda xc, b: torch.mul(xc, xc, out=b)
+    if p % 2 == 0:
+        return lambda xc, b: torch.pow(xc, p, out=b)
+    if p == 1.0:
+        return lambda xc, b: torch.abs(xc, out=b)
+    return lambda xc, b: torch.abs(xc, out=b).pow_(p)
 
 
 def lp_pool(
@@ -334,6 +715,21 @@ def lp_pool(
                         padding_mode=padding_mode, output_size=output_size)
     xw = _work(x)
     grad = needs_grad(x)
+    nat = None
+    if isinstance(win, Window):
+        nat = _NativeMean.of(x, win, padding_mode, True, None if win.ceil_mode else 1)
+        scale = math.prod(win.kernel) if win.ceil_mode else 1  # torch scales windows cut by the edge
+    if nat is not None and grad:
+        z = nat.view(xw)
+        with torch.no_grad():
+            s = nat.mean(_power_map(p)(z, torch.empty_like(z)))  # type: ignore[arg-type]
+            if scale != 1:
+                s.mul_(scale)
+        return nat.unview(_LpFn.apply(z, s, p, float(scale), nat)).to(x.dtype)
+    sums = None if nat is None else _chunked_means(xw, nat, [_power_map(p)])
+    if sums is not None:
+        s = sums[0].mul_(scale) if scale != 1 else sums[0]
+        return (s if p == 1.0 else _root_(s, p)).to(x.dtype)
     if p == 2.0:
         t = xw * xw
     elif p % 2 == 0:
@@ -402,8 +798,19 @@ def gem_pool(
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps!r}")
     grad = needs_grad(x, pp)
+    xw = _work(x)
+    nat = _NativeMean.of(x, win, padding_mode, count_include_pad)
+    if grad and nat is not None:
+        return nat.unview(_GemFn.apply(nat.view(xw), nat.param(pp), eps, nat)).to(x.dtype)
+    if nat is not None:
+        pv = nat.param(pp)
+        means = _chunked_means(
+            xw, nat, [lambda xc, b: torch.clamp(xc, min=eps, out=b).pow_(pv)], per_channel=isinstance(pp, Tensor)
+        )
+        if means is not None:
+            return _root_(means[0], pp).to(x.dtype)
     # without autograd the power runs in place on the clamped copy: one full-size buffer instead of two
-    t = _work(x).clamp(min=eps) ** pp if grad else _work(x).clamp(min=eps).pow_(pp)
+    t = xw.clamp(min=eps) ** pp if grad else xw.clamp(min=eps).pow_(pp)
     m = window_mean(t, win, padding_mode, count_include_pad) if isinstance(win, Window) else window_mean(t, win)
     return (_safe_root(m, pp) if grad else _root_(m, pp)).to(x.dtype)
 
@@ -461,16 +868,33 @@ def lse_pool(
     grad = needs_grad(x, b)
     unit = isinstance(b, float) and b == 1.0
     # fast path, the plain formula: exact whenever no exp overflows and no window mean nears underflow
-    if unit:
-        e = torch.exp(xw)
+    nat = _NativeMean.of(x, win, padding_mode, count_include_pad)
+    # counted zero cells add exp(0) = 1 each
+    counted = isinstance(win, Window) and padding_mode == "zeros" and count_include_pad and win.padded
+    frac = _pad_fraction(xw, win) if counted else None  # type: ignore[arg-type]
+    if grad and nat is not None and not needs_grad(b):
+        z, bv = nat.view(xw), nat.param(b)
+        with torch.no_grad():
+            e = torch.exp(z) if unit else torch.exp(z * bv)
+            mean = nat.mean(e) if frac is None else nat.mean(e).add_(nat.view(frac))
+        if _in_range(mean):
+            return nat.unview(_LseFn.apply(z, e, mean, bv, nat)).to(x.dtype)
+        return _lse_stable(xw, b, win, padding_mode, count_include_pad).to(x.dtype)
+    means = None
+    if nat is not None and not grad:
+        bv = nat.param(b)
+        f: Map = (lambda xc, t: torch.exp(xc, out=t)) if unit else (lambda xc, t: torch.mul(xc, bv, out=t).exp_())
+        means = _chunked_means(xw, nat, [f], per_channel=isinstance(b, Tensor))
+    if means is not None:
+        mean = means[0]
     else:
-        e = torch.exp(xw * b) if grad else (xw * b).exp_()
-    if isinstance(win, Window):
-        mean = window_mean(e, win, padding_mode, count_include_pad)
-        if padding_mode == "zeros" and count_include_pad and win.padded:
-            mean = mean + _pad_fraction(xw, win)  # counted zero cells add exp(0) = 1 each
-    else:
-        mean = window_mean(e, win)
+        if unit:
+            e = torch.exp(xw)
+        else:
+            e = torch.exp(xw * b) if grad else (xw * b).exp_()
+        mean = window_mean(e, win, padding_mode, count_include_pad) if isinstance(win, Window) else window_mean(e, win)
+    if frac is not None:
+        mean = mean + frac
     if _in_range(mean):
         if grad:
             y = torch.log(mean) if unit else torch.log(mean) / b
@@ -486,13 +910,27 @@ def _pad_fraction(x: Tensor, win: Window) -> Tensor:
     return 1.0 - window_mean(x.new_ones((1, 1, *win.size)), win, "zeros", True)
 
 
+def _flat(t: Tensor) -> Tensor:
+    """``t`` as a 1-D view of its memory when it is dense in some order of its dims, else ``t``.
+
+    torch's full reductions run several times slower over channels_last tensors than over the same
+    memory seen as one flat run.
+    """
+    if t.is_contiguous():
+        return t.view(-1)
+    strides = t.stride()
+    p = t.permute(sorted(range(t.ndim), key=lambda i: -strides[i]))
+    return p.view(-1) if p.is_contiguous() else t
+
+
 def _in_range(*ts: Tensor) -> bool:
     """All finite and the first at least ``tiny / eps`` (so cells lost to underflow are below rounding)."""
     finfo = torch.finfo(ts[0].dtype)
-    lo, hi = torch.aminmax(ts[0])
+    lo, hi = torch.aminmax(_flat(ts[0]))
     ok = (lo >= finfo.tiny / finfo.eps) & (hi < math.inf)
     for t in ts[1:]:
-        ok = ok & torch.isfinite(t).all()
+        lo, hi = torch.aminmax(_flat(t))  # NaN propagates into both and fails the test
+        ok = ok & (lo > -math.inf) & (hi < math.inf)
     return bool(ok)
 
 
@@ -559,6 +997,23 @@ def softpool(
     win = _as_local(x, _geometry(x, kernel_size, stride, padding, ceil_mode, padding_mode, output_size))
     xw = _work(x)
     grad = needs_grad(x)
+    nat = _NativeMean.of(x, win, padding_mode)
+    means = None if grad or nat is None else _chunked_means(
+        xw, nat, [lambda xc, b: torch.exp(xc, out=b), lambda xc, b: b.mul_(xc)]
+    )
+    if means is not None:
+        den, num = means
+        y = num.div_(den) if _in_range(den, num) else _softpool_stable(xw, win, padding_mode)
+        return y.to(x.dtype)
+    if grad and nat is not None:
+        z = nat.view(xw)
+        with torch.no_grad():
+            e = torch.exp(z)
+            den = nat.mean(e)
+            num = nat.mean(z * e)
+        if _in_range(den, num):
+            return nat.unview(_SoftPoolFn.apply(z, e, num, den, nat)).to(x.dtype)
+        return _softpool_stable(xw, win, padding_mode).to(x.dtype)
     mode = (padding_mode,) if isinstance(win, Window) else ()
     # fast path, the plain formula: exact whenever no exp overflows and no denominator nears underflow
     e = torch.exp(xw)
@@ -623,12 +1078,20 @@ def mixed_pool(
     a = _channel_param(alpha, x, "alpha", 0.0)
     if isinstance(a, float) and not a <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-    mx, avg = _max_and_avg(x, win, padding_mode, count_include_pad)
     if isinstance(a, Tensor):
         a = a.to(x.dtype)
-    if needs_grad(x, a):
-        return avg + a * (mx - avg)
-    return mx.sub_(avg).mul_(a).add_(avg)
+    grad = needs_grad(x, a)
+    nat = _NativeMean.of(x, win, padding_mode, count_include_pad) if grad else None
+    if nat is not None and isinstance(win, Window):
+        # torch's own max and avg (1-d ones in 1-d: faster with a backward than the 2-d ops), and contiguous
+        # in 3-d, where torch's CPU pooling and its backward are several times slower on channels_last_3d
+        z = x.contiguous() if win.dims == 3 else x
+        k, s, p = win.kernel, win.stride, [b for b, _ in win.pad]
+        mx = native("max_pool", win.dims)(z, k, s, p, 1, win.ceil_mode)
+        return torch.lerp(native("avg_pool", win.dims)(z, k, s, p, win.ceil_mode, count_include_pad), mx, a)
+    mx, avg = _max_and_avg(x, win, padding_mode, count_include_pad)
+    # lerp: avg + alpha (max - avg) in one pass
+    return torch.lerp(avg, mx, a) if grad else avg.lerp_(mx, a)
 
 
 def _max_and_avg(

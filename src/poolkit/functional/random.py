@@ -22,14 +22,13 @@ from ._window import (
     check_input,
     check_padding_mode,
     native,
-    needs_grad,
     ntuple,
     pad,
     resolve,
     resolve_output_size,
     windows,
 )
-from .power import window_mean
+from .power import _lehmer_relu
 
 __all__ = ["fractional_max_pool", "stochastic_pool"]
 
@@ -93,22 +92,14 @@ def stochastic_pool(
     check_padding_mode(padding_mode)
     if output_size is None and kernel_size is None:
         raise TypeError("kernel_size is required unless output_size is given")
-    a = torch.relu(x)  # zero gradient at 0 too, so an all-zero window has zero gradient
     geom = (
         resolve_output_size(x, output_size)
         if output_size is not None
         else resolve(x, kernel_size, stride, padding, 1, ceil_mode)  # type: ignore[arg-type]
     )
     if not training:
-        # the divisor is the same in both means, so their ratio is exact
-        if not needs_grad(x):  # a is not needed after its mean: square it in place (one full-size buffer)
-            den = window_mean(a, geom, padding_mode)
-            num = window_mean(a.mul_(a), geom, padding_mode)
-            return num.div_(den).masked_fill_(~(den > 0), 0.0)
-        num = window_mean(a * a, geom, padding_mode)
-        den = window_mean(a, geom, padding_mode)
-        pos = den > 0
-        return torch.where(pos, num / torch.where(pos, den, torch.ones_like(den)), torch.zeros_like(den))
+        return _lehmer_relu(x, geom, padding_mode)  # sum a^2 / sum a: the divisor cancels, so the ratio is exact
+    a = torch.relu(x)  # zero gradient at 0 too, so an all-zero window has zero gradient
     if isinstance(geom, tuple):
         w = adaptive_windows(a, geom, 0.0)
     else:
