@@ -343,3 +343,39 @@ def spy_backward(monkeypatch):
 
         monkeypatch.setattr(cls, "backward", staticmethod(wrapped))
     return seen
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("alpha", [0.3, "per-channel"])
+def test_chunked_mixed_equals_plain_mixed(alpha, dim, layout, monkeypatch):
+    if dim == 1 and layout == "channels_last":
+        pytest.skip("1-d has one layout")
+    used = dim == 1 or (dim == 2 and layout == "contiguous")  # where the chunks change the layout
+    calls = []
+    real = P._chunked_mixed
+
+    def spy_mixed(*args):
+        calls.append(real(*args))
+        return calls[-1]
+
+    monkeypatch.setattr(P, "_chunked_mixed", spy_mixed)
+    x = rand(dim, size=9, c=3, low=-2.0, high=2.0, dtype=torch.float32)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=CL[dim])
+    a = torch.tensor([0.1, 0.5, 0.9]) if alpha == "per-channel" else alpha
+    geoms = [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
+             dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)]
+    for kw in geoms:
+        with torch.no_grad():
+            monkeypatch.setattr(P, "_CHUNK_BYTES", 0)
+            plain = PF.mixed_pool(x, alpha=a, **kw)
+            monkeypatch.setattr(P, "_CHUNK_BYTES", 700)  # many chunks, an uneven last one
+            calls.clear()
+            chunked = PF.mixed_pool(x, alpha=a, **kw)
+        assert calls and (calls[-1] is not None) == used, kw  # the chunked path answered where it applies
+        ref = torch.lerp(PF.avg_pool(x, **kw), PF.max_pool(x, kw["kernel_size"], kw.get("stride"), kw.get("padding", 0),
+                                                        ceil_mode=kw.get("ceil_mode", False)),
+                         a.view((1, -1) + (1,) * dim) if isinstance(a, torch.Tensor) else a)
+        torch.testing.assert_close(chunked, plain, rtol=2e-6, atol=1e-6)
+        torch.testing.assert_close(chunked, ref, rtol=2e-6, atol=1e-6)

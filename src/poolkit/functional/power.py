@@ -388,12 +388,14 @@ _CHUNK_BYTES = 1 << 20
 Map = Callable[[Tensor, Tensor], object]
 
 
-def _chunked_means(x: Tensor, nat: _NativeMean, maps: list[Map], per_channel: bool = False) -> list[Tensor] | None:
-    """Native means of successive in-place maps of ``x``, chunk by chunk; ``None`` where this path is not used.
+def _chunks(
+    x: Tensor, nat: _NativeMean, per_channel: bool
+) -> tuple[Tensor, tuple[int, ...], torch.memory_format, int, int, int] | None:
+    """How :func:`_chunked_means` and :func:`_chunked_mixed` cut ``x``; ``None`` where chunking is not used.
 
-    Each map is ``f(x_chunk, buf)`` and updates ``buf`` (which holds the previous map's result); the mean is
-    taken after each. ``per_channel``: a map broadcasts a ``(1, C, 1, ...)`` tensor, so chunks keep all
-    channels. Used on CPU for float32/float64 outside tracing and compilation (``out=`` into slices).
+    Returns ``x`` viewed as rows ``(rows, per, *spatial)``, the spatial size, the memory format of the
+    buffers, the number of rows, of channels per row, and of rows per chunk (about ``_CHUNK_BYTES``).
+    Used on CPU for float32/float64 outside tracing and compilation (``out=`` into slices).
     """
     if (
         not _CHUNK_BYTES
@@ -413,7 +415,21 @@ def _chunked_means(x: Tensor, nat: _NativeMean, maps: list[Map], per_channel: bo
     else:
         fmt, rows, per = nat.fmt, n, c  # torch's avg_pool3d.out writes channels_last_3d slices wrongly: fmt
     unit = per * math.prod(sp) * x.element_size()
-    u = min(rows, max(1, _CHUNK_BYTES // unit))
+    return xv, sp, fmt, rows, per, min(rows, max(1, _CHUNK_BYTES // unit))
+
+
+def _chunked_means(x: Tensor, nat: _NativeMean, maps: list[Map], per_channel: bool = False) -> list[Tensor] | None:
+    """Native means of successive in-place maps of ``x``, chunk by chunk; ``None`` where this path is not used.
+
+    Each map is ``f(x_chunk, buf)`` and updates ``buf`` (which holds the previous map's result); the mean is
+    taken after each. ``per_channel``: a map broadcasts a ``(1, C, 1, ...)`` tensor, so chunks keep all
+    channels.
+    """
+    plan = _chunks(x, nat, per_channel)
+    if plan is None:
+        return None
+    xv, sp, fmt, rows, per, u = plan
+    n, c = x.shape[:2]
     buf = torch.empty((u, per, *sp), dtype=x.dtype, device=x.device, memory_format=fmt)
     outs = [torch.empty((rows, per, *nat.out), dtype=x.dtype, device=x.device, memory_format=fmt) for _ in maps]
     op = getattr(torch.ops.aten, f"avg_pool{nat.nd}d").out
@@ -424,6 +440,32 @@ def _chunked_means(x: Tensor, nat: _NativeMean, maps: list[Map], per_channel: bo
             f(xc, b)
             op(b, *nat.args, out=o[r0 : r0 + u])
     return [nat.unview(o.view((n, c, *nat.out))) for o in outs]
+
+
+def _chunked_mixed(x: Tensor, nat: _NativeMean, alpha: float | Tensor) -> Tensor | None:
+    """``avg + alpha (max - avg)`` chunk by chunk (no autograd), both pools reading a chunk while it is in cache.
+
+    For 1-d and NCHW 2-d input: each chunk is copied into one reused channels-last buffer (where torch's
+    pooling is fastest) instead of converting the whole input. ``None`` elsewhere.
+    """
+    plan = _chunks(x, nat, isinstance(alpha, Tensor))
+    if plan is None or nat.nd != 2 or plan[0].is_contiguous(memory_format=plan[2]):
+        return None  # measured: a win only where the layout changes (1-d, 2-d NCHW); 3-d pools lose on chunks
+    xv, sp, fmt, rows, per, u = plan
+    n, c = x.shape[:2]
+    a = nat.param(alpha) if isinstance(alpha, Tensor) and per == c else alpha
+    buf = torch.empty((u, per, *sp), dtype=x.dtype, device=x.device, memory_format=fmt)
+    out = torch.empty((rows, per, *nat.out), dtype=x.dtype, device=x.device, memory_format=fmt)
+    k, s, p, ceil = nat.args[:4]
+    mp = native("max_pool", nat.nd)
+    op = getattr(torch.ops.aten, f"avg_pool{nat.nd}d").out
+    for r0 in range(0, rows, u):
+        xc = xv[r0 : r0 + u]
+        src = buf[: xc.shape[0]].copy_(xc)
+        o = out[r0 : r0 + u]
+        op(src, *nat.args, out=o)
+        o.lerp_(mp(src, k, s, p, 1, ceil), a)
+    return nat.unview(out.view((n, c, *nat.out)))
 
 
 def _graph_grads(g: Tensor, wrt: list[Tensor], plain: Callable[[], Tensor]) -> tuple[Tensor | None, ...]:
@@ -1089,6 +1131,11 @@ def mixed_pool(
         k, s, p = win.kernel, win.stride, [b for b, _ in win.pad]
         mx = native("max_pool", win.dims)(z, k, s, p, 1, win.ceil_mode)
         return torch.lerp(native("avg_pool", win.dims)(z, k, s, p, win.ceil_mode, count_include_pad), mx, a)
+    if not grad:
+        nat = _NativeMean.of(x, win, padding_mode, count_include_pad)
+        y = None if nat is None else _chunked_mixed(x, nat, a)
+        if y is not None:
+            return y
     mx, avg = _max_and_avg(x, win, padding_mode, count_include_pad)
     # lerp: avg + alpha (max - avg) in one pass
     return torch.lerp(avg, mx, a) if grad else avg.lerp_(mx, a)
