@@ -71,17 +71,24 @@ def cases(d: int) -> dict[str, tuple[Fn, Fn, bool]]:
 
 
 def paired_times(fns: list[Callable[[], object]], repeat: int, warmup: int) -> list[float]:
-    """Median seconds of each of ``fns``, timed round by round (order alternating each round)."""
+    """Median seconds of each of ``fns``, timed round by round.
+
+    The order rotates from round to round (and reverses every other), so each function takes every slot
+    equally often; each result is dropped before the next call is timed, so no call pays for freeing another's
+    output (on this machine a large free or a first touch of fresh memory costs milliseconds).
+    """
     for fn in fns:
         for _ in range(warmup):
             fn()
     times: list[list[float]] = [[] for _ in fns]
+    m = len(fns)
     for r in range(repeat):
-        order = list(range(len(fns)))
-        for i in order if r % 2 == 0 else reversed(order):
+        order = [(i + r) % m for i in range(m)]
+        for i in order if (r // m) % 2 == 0 else reversed(order):
             t0 = time.perf_counter()
-            fns[i]()
+            out = fns[i]()
             times[i].append(time.perf_counter() - t0)
+            del out
     return [statistics.median(t) for t in times]
 
 
