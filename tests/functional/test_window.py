@@ -132,3 +132,22 @@ def test_check_args_validates_before_input():
     with pytest.raises(ValueError, match="padding_mode"):
         W.check_args(2, 2, padding_mode="edge")
     W.check_args(3, None, output_size=(1, None, 2))
+
+
+def test_resolved_windows_are_reused_but_still_validated():
+    x = torch.rand(1, 2, 9, 9)
+    W._RESOLVED.clear()
+    first = W.resolve(x, 3, 2, 1)
+    assert W.resolve(x, 3, 2, 1) is first  # looked up, not recomputed
+    assert W.resolve(x, [3, 3], 2, 1) == first
+    assert W.resolve(torch.rand(4, 5, 9, 9), 3, 2, 1) is first  # batch and channels do not matter
+    assert W.resolve(x[..., :8], 3, 2, 1) != first  # another spatial size
+    W.resolve(x, 1)
+    with pytest.raises(TypeError, match="kernel_size"):
+        W.resolve(x, True)  # equal to 1 and hashed alike, yet refused
+    with pytest.raises(ValueError, match="kernel_size"):
+        W.resolve(x, (True, 1))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        W.resolve(x, 11)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        W.resolve(x, 11)  # errors are not cached away

@@ -138,6 +138,19 @@ class Window:
         return out
 
 
+def _typed(v: object) -> object:
+    """A cache key that tells ``True`` from ``1`` (equal and equally hashed), also inside tuples."""
+    if type(v) is int:  # the common case, and distinct from every key below
+        return v
+    if isinstance(v, (tuple, list)):
+        return tuple((type(e), e) for e in v)
+    return (type(v), v)
+
+
+#: resolved windows of recent calls (a layer sees the same shapes call after call); bounded, cleared when full
+_RESOLVED: dict[tuple, Window] = {}
+
+
 def resolve(
     x: Tensor,
     kernel_size: IntOrTuple,
@@ -151,8 +164,34 @@ def resolve(
     ``padding`` may be ints (symmetric, per dim), ``"valid"`` (none) or
     ``"same"`` (output size ``ceil(L / stride)``; the total is split with the
     smaller half before, as TensorFlow does). Output sizes follow torch's
-    formula, ``ceil_mode`` included.
+    formula, ``ceil_mode`` included. Valid arguments seen before are looked up
+    (the checks cost more than the pooling of a small input).
     """
+    if torch.compiler.is_compiling():  # no global state inside a compiled graph
+        return _resolve(x, kernel_size, stride, padding, dilation, ceil_mode)
+    try:
+        key = (x.shape[2:], _typed(kernel_size), _typed(stride), _typed(padding), _typed(dilation), _typed(ceil_mode))
+        win = _RESOLVED.get(key)
+    except TypeError:  # unhashable arguments: resolve without the cache
+        key, win = None, None
+    if win is not None:
+        return win
+    win = _resolve(x, kernel_size, stride, padding, dilation, ceil_mode)
+    if key is not None:
+        if len(_RESOLVED) >= 1024:
+            _RESOLVED.clear()
+        _RESOLVED[key] = win
+    return win
+
+
+def _resolve(
+    x: Tensor,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None,
+    padding: Padding,
+    dilation: IntOrTuple,
+    ceil_mode: bool,
+) -> Window:
     d = x.ndim - 2
     k = ntuple(kernel_size, d, "kernel_size")
     s = k if stride is None else ntuple(stride, d, "stride")
