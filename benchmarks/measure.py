@@ -33,12 +33,12 @@ GAP = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d
 CASES = {1: (32, 256), 2: (16, 32), 3: (4, 16)}  # dim: (batch, size)
 
 
-def cnn(d: int) -> nn.Sequential:
-    """A small VGG-style CNN: three stages of two conv-relu and a max pool, global average, linear head."""
+def cnn(d: int, widths: tuple[int, ...] = (32, 64, 128)) -> nn.Sequential:
+    """A small VGG-style CNN: stages of two conv-relu and a max pool (one per width), global average, linear."""
     torch.manual_seed(0)
     layers: list[nn.Module] = []
     cin = 3
-    for cout in (32, 64, 128):
+    for cout in widths:
         conv_a, conv_b = CONV[d](cin, cout, 3, padding=1), CONV[d](cout, cout, 3, padding=1)
         layers += [conv_a, nn.ReLU(), conv_b, nn.ReLU(), POOL[d](2)]
         cin = cout
@@ -71,12 +71,16 @@ def main() -> None:
     ap.add_argument("--shifts", type=int, default=8, help="number of shifts S")
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--dims", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3])
+    ap.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128], help="channels of each stage")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
     for d, (n, size) in CASES.items():
-        model = cnn(d)
+        if d not in args.dims:
+            continue
+        model = cnn(d, tuple(args.widths))
         x = torch.randn((n, 3) + (size,) * d)
         sh = shifts(d, args.shifts)
 
