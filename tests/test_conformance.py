@@ -125,6 +125,26 @@ def test_gradcheck_float64(case):
     assert torch.autograd.gradcheck(lambda t: first(pool(t)), (x,), eps=1e-6, atol=1e-5)
 
 
+def test_torch_func_grad_and_jvp_match_autograd(case):
+    """torch.func transforms (what ``poolkit.measure.lie_derivative`` runs) give autograd's derivatives."""
+    name, dim = case
+    skip_if_opted_out(name, dim, "gradcheck")
+    pool = make(name, dim, kernel_size=2).double().eval()
+    x = positive(dim, size=4, batch=1)
+    v = torch.rand_like(x)
+    leaf = x.clone().requires_grad_(True)
+    y = first(pool(leaf))
+    (g_ref,) = torch.autograd.grad(y.sum(), leaf)
+    g = torch.func.grad(lambda t: first(pool(t)).sum())(x)
+    torch.testing.assert_close(g, g_ref)
+    y_jvp, jv = torch.func.jvp(lambda t: first(pool(t)), (x,), (v,))
+    torch.testing.assert_close(y_jvp, y.detach())
+    # J v against the vector-Jacobian products of every output cell (J's rows), summed with v
+    jac = torch.autograd.functional.jacobian(lambda t: first(pool(t)), x)
+    jv_ref = (jac.reshape(y.numel(), -1) @ v.reshape(-1)).reshape(y.shape)
+    torch.testing.assert_close(jv, jv_ref)
+
+
 def test_gradient_flows_in_training(case):
     name, dim = case
     pool = make(name, dim, kernel_size=2).double().train()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.autograd.forward_ad as forward_ad
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -377,8 +378,26 @@ _FASTER_CHANNELS_LAST = {("max_pool", 2), ("max_pool", 3), ("avg_pool", 2)}
 
 
 def needs_grad(*ts: object) -> bool:
-    """Whether autograd will record an op on any of ``ts`` (else in-place ops on intermediates are safe)."""
-    return torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in ts)
+    """Whether autograd will record an op on any of ``ts`` (else in-place ops on intermediates are safe).
+
+    Tensors under a ``torch.func`` transform or carrying a forward-mode tangent count too (see :func:`transformed`).
+    """
+    if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in ts):
+        return True
+    return transformed(*ts)
+
+
+def transformed(*ts: object) -> bool:
+    """Whether any of ``ts`` is traced by a ``torch.func`` transform (grad, jvp, vmap) or carries a forward-mode
+    tangent. The fast paths (custom autograd functions, ``out=`` into buffers) do not support those; the plain
+    formulas do, so pools take them there (``poolkit.measure.lie_derivative`` runs a forward-mode JVP)."""
+    for t in ts:
+        if isinstance(t, Tensor):
+            if torch._C._functorch.is_functorch_wrapped_tensor(t):
+                return True
+            if forward_ad._current_level >= 0 and forward_ad.unpack_dual(t).tangent is not None:
+                return True
+    return False
 
 
 def fast_layout(x: Tensor, op: str) -> Tensor:

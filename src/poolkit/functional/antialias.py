@@ -33,7 +33,17 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ._window import PADDING_MODES, IntOrTuple, Padding, check_input, check_padding_mode, ntuple, pad, resolve
+from ._window import (
+    PADDING_MODES,
+    IntOrTuple,
+    Padding,
+    check_input,
+    check_padding_mode,
+    ntuple,
+    pad,
+    resolve,
+    transformed,
+)
 from .order import max_pool
 
 __all__ = ["binomial_filter", "blur", "blur_pool", "check_mode", "max_blur_pool"]
@@ -149,9 +159,9 @@ def blur(
             # the NCHW depthwise convolution's backward is several times slower on CPU than channels-last's;
             # the layout copies cost less (forward alone they cost about what they save, so only with grad)
             work = work.contiguous(memory_format=torch.channels_last)
-        if track:
+        if track and not transformed(work):
             y = _Blur.apply(work, weight, geo)
-        else:
+        else:  # no autograd, or a torch.func transform: plain differentiable ops
             y = _blur_forward(work, weight, geo)
         if nchw:
             y = y.contiguous()
@@ -203,7 +213,8 @@ def _band(n: int, stride: int, filt: int, mode: str, dtype: torch.dtype, device:
                 else:
                     i %= n
             rows[j][i] += w
-    return torch.tensor(rows, dtype=torch.float64).to(dtype=dtype, device=device)
+    with torch.inference_mode(False):  # cached: a matrix made under inference_mode could not be saved for backward
+        return torch.tensor(rows, dtype=torch.float64).to(dtype=dtype, device=device)
 
 
 def _blur_band(x: Tensor, filt: int, stride: tuple[int, ...], mode: str) -> Tensor:
@@ -486,6 +497,7 @@ def _fused_max_blur(
         or filt < 1
         or torch.jit.is_tracing()
         or torch.compiler.is_compiling()
+        or transformed(x)
     ):
         return None
     win = resolve(x, k, 1, padding, dilation)
@@ -504,6 +516,8 @@ def _fused_max_blur(
     conv = None
     if fmt != torch.contiguous_format:
         # channels-last: the depthwise convolution over the channels beats the band products (small matrices)
+        if mode == "circular" and filt // 2 > min(win.out):
+            return None  # the filter wraps around more than once: blur's own path handles it
         geo = _BlurGeometry(win.out, s, filt, mode)
         if geo.native_ok and filt > 1:
             kernel = binomial_filter(filt, d, dtype=x.dtype, device=x.device)
@@ -776,7 +790,7 @@ def _dense_max(x: Tensor, kernel_size: tuple[int, ...], padding: Padding, dilati
     stride-1 max pooling in NCHW layout; channels-last input that needs a gradient
     uses torch's pooling, whose backward is as fast there.
     """
-    track = torch.is_grad_enabled() and x.requires_grad
+    track = torch.is_grad_enabled() and x.requires_grad and not transformed(x)
     win = resolve(x, kernel_size, 1, padding, dilation)
     # torch's pooling takes symmetric padding of at most half the window only ("same" with dilation exceeds it)
     native_ok = all(a == b <= k // 2 for (a, b), k in zip(win.pad, win.kernel))

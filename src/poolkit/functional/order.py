@@ -34,6 +34,7 @@ from ._window import (
     pad,
     resolve,
     resolve_output_size,
+    transformed,
     windows,
 )
 
@@ -129,14 +130,14 @@ def min_pool(
         >>> min_pool(torch.arange(8.0).view(1, 1, 8), 2)
         tensor([[[0., 2., 4., 6.]]])
     """
-    if not needs_grad(x):
+    if not needs_grad(x) or transformed(x):  # torch.func transforms: autograd through the plain formula
         out = max_pool(
             -x, kernel_size, stride, padding, dilation, ceil_mode,
             padding_mode=padding_mode, output_size=output_size, return_indices=return_indices,
         )
         if isinstance(out, tuple):
-            return out[0].neg_(), out[1]
-        return out.neg_()  # a fresh tensor: negate in place
+            return (out[0].neg_(), out[1]) if not transformed(x) else (-out[0], out[1])
+        return out.neg_() if not transformed(x) else -out  # a fresh tensor: negate in place
     d = check_input(x)
     check_padding_mode(padding_mode)
     if output_size is not None:
@@ -174,7 +175,8 @@ class _MinFn(torch.autograd.Function):
         # autograd does) rather than x, which stays free to change in place
         ctx.save_for_backward(neg, idx)
         ctx.mark_non_differentiable(idx)
-        return y.neg_(), idx
+        # 1-d pooling returns views (of a 2-d result): a view output could not be changed in place later
+        return (-y if y._is_view() else y.neg_()), idx
 
     @staticmethod
     def backward(ctx, g: Tensor, _: Tensor | None) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
@@ -387,6 +389,8 @@ class _MedianFn(torch.autograd.Function):
         ctx, src: Tensor, valid: Tensor | None, count: Tensor | None, s: _Windows, d: int
     ) -> Tensor:
         y = _median_values(s.view(src), d, count)
+        if y._is_view():  # an output that is a view of an internal tensor cannot be changed in place
+            y = y.clone()
         ctx.s = s
         # the backward keeps its own copy of the output, free to be changed in place (an in-place ReLU)
         ctx.save_for_backward(src, y.clone(), valid, count)
@@ -431,6 +435,8 @@ class _TopKFn(torch.autograd.Function):
         ctx, src: Tensor, valid: Tensor | None, count: Tensor | None, s: _Windows, d: int, kk: int
     ) -> Tensor:
         y, last = _topk_values(s.view(src), d, kk, count)
+        if y._is_view():  # an output that is a view of an internal tensor cannot be changed in place
+            y = y.clone()
         ctx.s, ctx.kk = s, kk
         ctx.save_for_backward(src, last.clone() if last is y else last, valid, count)  # y may change in place
         return y
@@ -519,7 +525,7 @@ def median_pool(
     # cells outside the input sort last (+inf), so a window with n real cells has its median at (n - 1) // 2
     src, s, valid, count = _source(x, kernel_size, stride, padding, dilation, ceil_mode, padding_mode, output_size,
                                    torch.inf)
-    if needs_grad(src):
+    if needs_grad(src) and not transformed(src):
         return _MedianFn.apply(src, valid, count, s, d)
     return _median_values(s.view(src), d, count)
 
@@ -583,7 +589,7 @@ def topk_pool(
     src, s, valid, count = _source(x, kernel_size, stride, padding, dilation, ceil_mode, padding_mode, output_size,
                                    -torch.inf)
     kk = min(k, math.prod(s.view(src).shape[-d:]))
-    if needs_grad(src):
+    if needs_grad(src) and not transformed(src):
         return _TopKFn.apply(src, valid, count, s, d, kk)
     return _topk_values(s.view(src), d, kk, count)[0]
 

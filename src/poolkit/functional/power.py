@@ -47,6 +47,7 @@ from ._window import (
     pad,
     resolve,
     resolve_output_size,
+    transformed,
 )
 from .order import max_pool, window_max
 
@@ -221,7 +222,7 @@ def _sum_count(x: Tensor, out: tuple[int, ...]) -> Tensor:
 
 def _safe_root(s: Tensor, p: float | Tensor) -> Tensor:
     """``s ** (1/p)`` for ``s >= 0`` with a finite (zero) gradient where ``s == 0``."""
-    if isinstance(p, float):
+    if isinstance(p, float) and not transformed(s):
         return _Root.apply(s, p)
     pos = s > 0
     return torch.where(pos, torch.where(pos, s, 1.0) ** (1.0 / p), 0.0)
@@ -245,14 +246,14 @@ class _Root(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, s: Tensor, p: float) -> Tensor:  # type: ignore[override]
-        y = s.sqrt() if p == 2.0 else s.log().div_(p).exp_()
-        ctx.save_for_backward(s, y)
+        ctx.save_for_backward(s)  # not the output, which the caller may change in place (an in-place ReLU)
         ctx.p = p
-        return y
+        return s.sqrt() if p == 2.0 else s.log().div_(p).exp_()
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        s, y = ctx.saved_tensors
+        (s,) = ctx.saved_tensors
+        y = s.sqrt() if ctx.p == 2.0 else (s.log() / ctx.p).exp()
         pos = s > 0
         return torch.where(pos, g * y / (ctx.p * torch.where(pos, s, 1.0)), 0.0), None
 
@@ -357,6 +358,8 @@ class _NativeMean:
             return None
         if x.ndim == 5 and x.dtype in (torch.float16, torch.bfloat16):
             return None  # no half avg_pool3d on CPU
+        if transformed(x):
+            return None  # torch.func transforms and forward-mode AD take the plain formulas
         return cls(win, count_include_pad, divisor_override, x.device.type == "cpu")
 
     def view(self, x: Tensor) -> Tensor:
@@ -403,6 +406,7 @@ def _chunks(
         or x.dtype not in (torch.float32, torch.float64)
         or torch.jit.is_tracing()
         or torch.compiler.is_compiling()
+        or x.numel() == 0
     ):
         return None
     xv = x.unsqueeze(2) if nat.one_d else x
@@ -489,21 +493,20 @@ class _SoftPoolFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z: Tensor, e: Tensor, num: Tensor, den: Tensor, nat: _NativeMean) -> Tensor:  # type: ignore[override]
-        y = num / den
-        ctx.save_for_backward(z, e, den, y)
+        ctx.save_for_backward(z, e, den, num)  # not y, which the caller may change in place (an in-place ReLU)
         ctx.nat = nat
-        return y
+        return num / den
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor | None, None, None, None, None]:  # type: ignore[override]
-        z, e, den, y = ctx.saved_tensors
+        z, e, den, num = ctx.saved_tensors
         nat: _NativeMean = ctx.nat
         if torch.is_grad_enabled():
             (gz,) = _graph_grads(g, [z], lambda: nat.mean(z * torch.exp(z)) / nat.mean(torch.exp(z)))
             return gz, None, None, None, None
         gd = g / den
         a = nat.mean_backward(gd, z)
-        b = nat.mean_backward(gd.mul_(y), z)
+        b = nat.mean_backward(gd.mul_(num).div_(den), z)  # g y / den
         return b.neg_().add_(a).addcmul_(z, a).mul_(e), None, None, None, None
 
 
@@ -527,13 +530,13 @@ class _GemFn(torch.autograd.Function):
     def forward(ctx, z: Tensor, p: float | Tensor, eps: float, nat: _NativeMean) -> Tensor:  # type: ignore[override]
         m = nat.mean(z.clamp(min=eps).pow_(p))
         y = _root_(m.clone(), p)
-        ctx.save_for_backward(z, m, y, *((p,) if isinstance(p, Tensor) else ()))
+        ctx.save_for_backward(z, m, *((p,) if isinstance(p, Tensor) else ()))  # not y: it may change in place
         ctx.p, ctx.eps, ctx.nat = (None if isinstance(p, Tensor) else p), eps, nat
         return y
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:  # type: ignore[override]
-        z, m, y, *rest = ctx.saved_tensors
+        z, m, *rest = ctx.saved_tensors
         p = rest[0] if rest else ctx.p
         nat: _NativeMean = ctx.nat
         eps = ctx.eps
@@ -543,6 +546,7 @@ class _GemFn(torch.autograd.Function):
             return (next(grads) if ctx.needs_input_grad[0] else None,
                     next(grads) if ctx.needs_input_grad[1] and isinstance(p, Tensor) else None, None, None)
         pos = m > 0
+        y = _root_(m.clone(), p)
         gy = torch.where(pos, g * y / torch.where(pos, m, 1.0), 0.0)
         gz = gp = None
         if ctx.needs_input_grad[0]:
@@ -574,13 +578,13 @@ class _LpFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, s: Tensor, p: float, scale: float, nat: _NativeMean) -> Tensor:  # type: ignore[override]
         y = s.clone() if p == 1.0 else _root_(s.clone(), p)
-        ctx.save_for_backward(z, s, y)
+        ctx.save_for_backward(z, s)  # not y, which the caller may change in place (an in-place ReLU)
         ctx.p, ctx.scale, ctx.nat = p, scale, nat
         return y
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor | None, None, None, None, None]:  # type: ignore[override]
-        z, s, y = ctx.saved_tensors
+        z, s = ctx.saved_tensors
         p, nat = ctx.p, ctx.nat
         if torch.is_grad_enabled():
 
@@ -594,6 +598,7 @@ class _LpFn(torch.autograd.Function):
             gs = g * ctx.scale
         else:
             pos = s > 0
+            y = _root_(s.clone(), p)
             gs = torch.where(pos, g * y / torch.where(pos, s, 1.0), 0.0).mul_(ctx.scale)
         a = nat.mean_backward(gs, z)
         if p == 2.0:
@@ -646,14 +651,15 @@ class _LehmerFn(torch.autograd.Function):
     def forward(ctx, z: Tensor, nat: _NativeMean) -> Tensor:  # type: ignore[override]
         a = torch.relu(z)
         den = nat.mean(a)
-        y = nat.mean(a.mul_(a)).div_(den.clamp_min(torch.finfo(den.dtype).tiny))  # num = 0 where den = 0
-        ctx.save_for_backward(z, den, y)
+        num = nat.mean(a.mul_(a))
+        y = num / den.clamp_min(torch.finfo(den.dtype).tiny)  # num = 0 where den = 0
+        ctx.save_for_backward(z, den, num)  # not y, which the caller may change in place (an in-place ReLU)
         ctx.nat = nat
         return y
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor | None, None]:  # type: ignore[override]
-        z, den, y = ctx.saved_tensors
+        z, den, num = ctx.saved_tensors
         nat: _NativeMean = ctx.nat
         if torch.is_grad_enabled():
 
@@ -667,6 +673,7 @@ class _LehmerFn(torch.autograd.Function):
             return gz, None
         pos = den > 0
         gd = torch.where(pos, g / torch.where(pos, den, 1.0), 0.0)
+        y = num / den.clamp_min(torch.finfo(den.dtype).tiny)
         b = nat.mean_backward(-gd * y, z)
         a = nat.mean_backward(gd.mul_(2.0), z)
         return b.addcmul_(z, a).masked_fill_(z <= 0, 0.0), None
@@ -842,7 +849,7 @@ def gem_pool(
     grad = needs_grad(x, pp)
     xw = _work(x)
     nat = _NativeMean.of(x, win, padding_mode, count_include_pad)
-    if grad and nat is not None:
+    if grad and nat is not None and not transformed(pp):
         return nat.unview(_GemFn.apply(nat.view(xw), nat.param(pp), eps, nat)).to(x.dtype)
     if nat is not None:
         pv = nat.param(pp)
@@ -967,6 +974,8 @@ def _flat(t: Tensor) -> Tensor:
 
 def _in_range(*ts: Tensor) -> bool:
     """All finite and the first at least ``tiny / eps`` (so cells lost to underflow are below rounding)."""
+    if ts[0].numel() == 0:
+        return True  # an empty batch: nothing can overflow
     finfo = torch.finfo(ts[0].dtype)
     lo, hi = torch.aminmax(_flat(ts[0]))
     ok = (lo >= finfo.tiny / finfo.eps) & (hi < math.inf)
