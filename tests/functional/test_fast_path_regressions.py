@@ -64,3 +64,19 @@ def test_maxblur_with_a_circular_blur_wider_than_its_map(layout):
     y = PF.max_blur_pool(x, 2, filt=5, blur_padding_mode="circular")
     ref = PF.blur(F.max_pool2d(x, 2, 1), 5, 2, "circular")
     torch.testing.assert_close(y, ref)
+
+
+@pytest.mark.parametrize("name", ["lp", "gem"])
+def test_an_infinite_cell_leaves_its_window_neighbours_a_zero_gradient(name):
+    """As autograd of the plain formula: d(root)/d(sum) is 0 at an infinite sum, so finite cells get 0."""
+    x = torch.tensor([[[1.0, float("inf"), 2.0, 3.0]]], dtype=torch.float64)
+    a = x.clone().requires_grad_(True)
+    b = x.clone().requires_grad_(True)
+    if name == "lp":
+        PF.lp_pool(a, 2, p=2.0).sum().backward()
+        (F.avg_pool1d(b * b, 2) * 2).sqrt().sum().backward()
+    else:
+        PF.gem_pool(a, 2, p=3.0).sum().backward()
+        F.avg_pool1d(b.clamp(min=1e-6) ** 3, 2).pow(1 / 3).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, equal_nan=True)
+    assert a.grad[0, 0, 0] == 0

@@ -546,8 +546,8 @@ class _GemFn(torch.autograd.Function):
             return (next(grads) if ctx.needs_input_grad[0] else None,
                     next(grads) if ctx.needs_input_grad[1] and isinstance(p, Tensor) else None, None, None)
         pos = m > 0
-        y = _root_(m.clone(), p)
-        gy = torch.where(pos, g * y / torch.where(pos, m, 1.0), 0.0)
+        # dy/dm = m^(1/p - 1) / p; written as a power, not y / m, so an infinite window gives 0 (not inf / inf)
+        gy = torch.where(pos, g * torch.where(pos, m, 1.0) ** (1.0 / p - 1.0), 0.0)
         gz = gp = None
         if ctx.needs_input_grad[0]:
             a = nat.mean_backward(gy, z)
@@ -598,8 +598,8 @@ class _LpFn(torch.autograd.Function):
             gs = g * ctx.scale
         else:
             pos = s > 0
-            y = _root_(s.clone(), p)
-            gs = torch.where(pos, g * y / torch.where(pos, s, 1.0), 0.0).mul_(ctx.scale)
+            # y / s written as a power, so an infinite window gives 0 (not inf / inf), as the plain formula does
+            gs = torch.where(pos, g * torch.where(pos, s, 1.0) ** (1.0 / p - 1.0), 0.0).mul_(ctx.scale)
         a = nat.mean_backward(gs, z)
         if p == 2.0:
             w = z
