@@ -2,6 +2,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -171,3 +172,43 @@ def test_a_trial_popped_twice_is_recorded_once(tmp_path, monkeypatch):
     monkeypatch.setattr(optuna.Study, "optimize", lambda self, *a, **k: (_ for _ in ()).throw(ValueError("other")))
     with pytest.raises(ValueError, match="other"):
         run_study(_cfg(levers=[0, 0.5], seeds=1), out=tmp_path / "b")
+
+
+def test_a_trial_left_running_without_any_heartbeat_is_failed_and_rerun(tmp_path):
+    """A process killed between popping a queued trial and its first heartbeat leaves a RUNNING trial that
+    Optuna's stale check skips; resuming must fail it (after the grace period) instead of waiting forever."""
+    import poolkit.lab.study as S
+
+    cfg = StudyConfig("digits-shift", pools=["max"], levers=[0, 1], seeds=1, train_size=40,
+                      data_options={"test_size": 20}, train=TrainConfig(steps=2, channels=4))
+    url = f"sqlite:///{(tmp_path / 'poolkit.db').resolve()}"
+    name = "stuck"
+    plain = optuna.storages.RDBStorage(url)  # no heartbeat thread: ask() leaves a silent RUNNING trial
+    study = optuna.create_study(study_name=name, storage=plain, direction="maximize")
+    study.enqueue_trial({"lever": 1.0}, user_attrs={"pool": "max", "seed": 0, "lever": 1.0})
+    stuck = study.ask()
+    assert study.get_trials()[0].state == TrialState.RUNNING
+    fresh = optuna.load_study(study_name=name, storage=S.open_storage(url))
+    assert S.fail_stale(fresh) == []  # younger than the grace period: trusted
+    # the resume runs the other point, waits out the grace period, fails the silent trial and reruns its point
+    worker = threading.Thread(target=run_study, args=(cfg,), kwargs=dict(storage=url, study_name=name), daemon=True)
+    worker.start()
+    worker.join(timeout=90)
+    assert not worker.is_alive(), "the resume waited for a trial that no process runs"
+    assert stuck.number == 0
+    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    assert [t.state for t in trials].count(TrialState.FAIL) == 1
+    assert sorted(t.user_attrs["lever"] for t in trials if t.state == TrialState.COMPLETE) == [0.0, 1.0]
+
+
+def test_a_trial_with_a_live_heartbeat_is_not_failed(tmp_path, monkeypatch):
+    import poolkit.lab.study as S
+
+    url = f"sqlite:///{(tmp_path / 'poolkit.db').resolve()}"
+    storage = S.open_storage(url)
+    study = optuna.create_study(study_name="live", storage=storage, direction="maximize")
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)
+    monkeypatch.setattr(S, "GRACE_S", 0)
+    assert S.fail_stale(study) == []  # its heartbeat is what decides (Optuna's check, grace 8 s)
+    assert study.get_trials()[0].state == TrialState.RUNNING

@@ -22,6 +22,7 @@ storage: ``sqlite:///<out>/poolkit.db``.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import multiprocessing as mp
@@ -44,6 +45,7 @@ __all__ = [
     "run_study",
     "default_study_name",
     "trials_frame",
+    "fail_stale",
     "HEARTBEAT_S",
     "GRACE_S",
 ]
@@ -189,12 +191,46 @@ def _trial_key(t: Any) -> tuple[str, float, int] | None:
     return _key(t.user_attrs["pool"], lever, t.user_attrs["seed"])
 
 
-def _enqueue_missing(study: Any, config: StudyConfig) -> tuple[int, int]:
-    """Queue every grid point with no COMPLETE, RUNNING or WAITING trial; return (queued, pending)."""
+def fail_stale(study: Any) -> list[int]:
+    """Fail the trials of ``study`` that a dead process left RUNNING; return their numbers.
+
+    Optuna fails a RUNNING trial whose heartbeat went silent for ``GRACE_S``, but skips one with no
+    heartbeat at all: a process killed between popping a queued trial and its first heartbeat leaves
+    such a trial, and a resume would wait for it forever. Those are failed here too, once they have
+    been RUNNING for longer than the grace period (a live trial records its first heartbeat at once).
+    """
     import optuna
     from optuna.trial import TrialState
 
     optuna.storages.fail_stale_trials(study)
+    failed: list[int] = []
+    storage = getattr(study._storage, "_backend", study._storage)
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        return failed
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    now = datetime.datetime.now()  # Optuna stamps datetime_start with the local clock
+    with _create_scoped_session(storage.scoped_session) as session:
+        silent = [
+            (int(t.trial_id), int(t.number))
+            for t in session.query(models.TrialModel)
+            .filter(models.TrialModel.state == TrialState.RUNNING, models.TrialModel.study_id == study._study_id)
+            .all()
+            if not t.heartbeats and t.datetime_start is not None
+            and (now - t.datetime_start).total_seconds() > GRACE_S
+        ]
+    for trial_id, number in silent:
+        if study._storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            failed.append(number)
+    return failed
+
+
+def _enqueue_missing(study: Any, config: StudyConfig) -> tuple[int, int]:
+    """Queue every grid point with no COMPLETE, RUNNING or WAITING trial; return (queued, pending)."""
+    from optuna.trial import TrialState
+
+    fail_stale(study)
     taken = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)):
         k = _trial_key(t)
@@ -345,9 +381,8 @@ def run_study(
     progress = show_progress()
     while True:
         if config.n_trials:
-            import optuna
 
-            optuna.storages.fail_stale_trials(study)
+            fail_stale(study)
             pending = config.n_trials
         else:
             _, pending = _enqueue_missing(study, config)
