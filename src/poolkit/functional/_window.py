@@ -387,6 +387,13 @@ def needs_grad(*ts: object) -> bool:
     return transformed(*ts)
 
 
+def custom_backward(*ts: object) -> bool:
+    """Whether autograd records an op on ``ts`` and a custom ``autograd.Function`` may serve it: a gradient is
+    wanted and no ``torch.func`` transform or forward-mode tangent is involved (see :func:`transformed`)."""
+    grad = torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in ts)
+    return grad and not transformed(*ts)
+
+
 def transformed(*ts: object) -> bool:
     """Whether any of ``ts`` is traced by a ``torch.func`` transform (grad, jvp, vmap) or carries a forward-mode
     tangent. The fast paths (custom autograd functions, ``out=`` into buffers) do not support those; the plain

@@ -39,6 +39,7 @@ from ._window import (
     Padding,
     check_input,
     check_padding_mode,
+    custom_backward,
     ntuple,
     pad,
     resolve,
@@ -153,15 +154,15 @@ def blur(
         padded = F.pad(work, pads) if padding_mode == "zeros" else F.pad(work, pads, mode=padding_mode)
         y = getattr(F, f"conv{d}d")(padded, weight, stride=s, groups=c)
     else:
-        track = torch.is_grad_enabled() and work.requires_grad
+        track = custom_backward(work)  # a torch.func transform takes the plain ops below
         nchw = track and work.device.type == "cpu" and d == 2 and work.is_contiguous() and work.numel() >= _TO_CL_MIN
         if nchw:
             # the NCHW depthwise convolution's backward is several times slower on CPU than channels-last's;
             # the layout copies cost less (forward alone they cost about what they save, so only with grad)
             work = work.contiguous(memory_format=torch.channels_last)
-        if track and not transformed(work):
+        if track:
             y = _Blur.apply(work, weight, geo)
-        else:  # no autograd, or a torch.func transform: plain differentiable ops
+        else:
             y = _blur_forward(work, weight, geo)
         if nchw:
             y = y.contiguous()
@@ -790,7 +791,7 @@ def _dense_max(x: Tensor, kernel_size: tuple[int, ...], padding: Padding, dilati
     stride-1 max pooling in NCHW layout; channels-last input that needs a gradient
     uses torch's pooling, whose backward is as fast there.
     """
-    track = torch.is_grad_enabled() and x.requires_grad and not transformed(x)
+    track = custom_backward(x)
     win = resolve(x, kernel_size, 1, padding, dilation)
     # torch's pooling takes symmetric padding of at most half the window only ("same" with dilation exceeds it)
     native_ok = all(a == b <= k // 2 for (a, b), k in zip(win.pad, win.kernel))

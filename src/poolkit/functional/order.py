@@ -28,13 +28,13 @@ from ._window import (
     check_input,
     check_padding_mode,
     crop,
+    custom_backward,
     fast_layout,
     native,
     needs_grad,
     pad,
     resolve,
     resolve_output_size,
-    transformed,
     windows,
 )
 
@@ -130,14 +130,14 @@ def min_pool(
         >>> min_pool(torch.arange(8.0).view(1, 1, 8), 2)
         tensor([[[0., 2., 4., 6.]]])
     """
-    if not needs_grad(x) or transformed(x):  # torch.func transforms: autograd through the plain formula
+    if not custom_backward(x):  # no gradient, or a torch.func transform: the plain formula
         out = max_pool(
             -x, kernel_size, stride, padding, dilation, ceil_mode,
             padding_mode=padding_mode, output_size=output_size, return_indices=return_indices,
         )
-        if isinstance(out, tuple):
-            return (out[0].neg_(), out[1]) if not transformed(x) else (-out[0], out[1])
-        return out.neg_() if not transformed(x) else -out  # a fresh tensor: negate in place
+        y = out[0] if isinstance(out, tuple) else out
+        y = -y if needs_grad(x) else y.neg_()  # without autograd a fresh tensor: negate in place
+        return (y, out[1]) if isinstance(out, tuple) else y
     d = check_input(x)
     check_padding_mode(padding_mode)
     if output_size is not None:
@@ -525,7 +525,7 @@ def median_pool(
     # cells outside the input sort last (+inf), so a window with n real cells has its median at (n - 1) // 2
     src, s, valid, count = _source(x, kernel_size, stride, padding, dilation, ceil_mode, padding_mode, output_size,
                                    torch.inf)
-    if needs_grad(src) and not transformed(src):
+    if custom_backward(src):
         return _MedianFn.apply(src, valid, count, s, d)
     return _median_values(s.view(src), d, count)
 
@@ -589,7 +589,7 @@ def topk_pool(
     src, s, valid, count = _source(x, kernel_size, stride, padding, dilation, ceil_mode, padding_mode, output_size,
                                    -torch.inf)
     kk = min(k, math.prod(s.view(src).shape[-d:]))
-    if needs_grad(src) and not transformed(src):
+    if custom_backward(src):
         return _TopKFn.apply(src, valid, count, s, d, kk)
     return _topk_values(s.view(src), d, kk, count)[0]
 
