@@ -17,6 +17,8 @@ import importlib
 from typing import Any
 
 from . import functional, measure, nn
+from .functional._fast import enabled as fast_paths_enabled
+from .functional._fast import fast_paths
 from .registry import create_pool, get_pool_class, list_pools, parse_spec
 
 __version__ = "0.1.0"
@@ -25,6 +27,8 @@ __all__ = [
     "__version__",
     "convert",
     "create_pool",
+    "fast_paths",
+    "fast_paths_enabled",
     "functional",
     "get_pool_class",
     "lab",

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.autograd.forward_ad as forward_ad
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -31,7 +30,6 @@ __all__ = [
     "check_input",
     "check_padding_mode",
     "native",
-    "needs_grad",
     "ntuple",
     "pad",
     "resolve",
@@ -375,36 +373,6 @@ def check_args(
 # (op, spatial dims) whose CPU kernels run several times faster on channels_last than on contiguous
 # NC(D)HW input (measured in benchmarks/ops.py; 3-d avg is the exception, 1-d runs as 2-d).
 _FASTER_CHANNELS_LAST = {("max_pool", 2), ("max_pool", 3), ("avg_pool", 2)}
-
-
-def needs_grad(*ts: object) -> bool:
-    """Whether autograd will record an op on any of ``ts`` (else in-place ops on intermediates are safe).
-
-    Tensors under a ``torch.func`` transform or carrying a forward-mode tangent count too (see :func:`transformed`).
-    """
-    if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in ts):
-        return True
-    return transformed(*ts)
-
-
-def custom_backward(*ts: object) -> bool:
-    """Whether autograd records an op on ``ts`` and a custom ``autograd.Function`` may serve it: a gradient is
-    wanted and no ``torch.func`` transform or forward-mode tangent is involved (see :func:`transformed`)."""
-    grad = torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in ts)
-    return grad and not transformed(*ts)
-
-
-def transformed(*ts: object) -> bool:
-    """Whether any of ``ts`` is traced by a ``torch.func`` transform (grad, jvp, vmap) or carries a forward-mode
-    tangent. The fast paths (custom autograd functions, ``out=`` into buffers) do not support those; the plain
-    formulas do, so pools take them there (``poolkit.measure.lie_derivative`` runs a forward-mode JVP)."""
-    for t in ts:
-        if isinstance(t, Tensor):
-            if torch._C._functorch.is_functorch_wrapped_tensor(t):
-                return True
-            if forward_ad._current_level >= 0 and forward_ad.unpack_dual(t).tangent is not None:
-                return True
-    return False
 
 
 def fast_layout(x: Tensor, op: str) -> Tensor:

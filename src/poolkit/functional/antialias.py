@@ -33,17 +33,16 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ._fast import custom_backward, transformed
 from ._window import (
     PADDING_MODES,
     IntOrTuple,
     Padding,
     check_input,
     check_padding_mode,
-    custom_backward,
     ntuple,
     pad,
     resolve,
-    transformed,
 )
 from .order import max_pool
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ._fast import custom_backward, needs_grad
 from ._window import (
     IntOrTuple,
     OutputSize,
@@ -28,10 +29,8 @@ from ._window import (
     check_input,
     check_padding_mode,
     crop,
-    custom_backward,
     fast_layout,
     native,
-    needs_grad,
     pad,
     resolve,
     resolve_output_size,

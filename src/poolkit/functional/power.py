@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._fast import needs_grad, transformed
 from ._window import (
     IntOrTuple,
     OutputSize,
@@ -43,11 +44,9 @@ from ._window import (
     crop,
     fast_layout,
     native,
-    needs_grad,
     pad,
     resolve,
     resolve_output_size,
-    transformed,
 )
 from .order import max_pool, window_max
 
