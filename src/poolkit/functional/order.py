@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ._fast import custom_backward, needs_grad
+from ._fast.layout import fast_layout
 from ._window import (
     IntOrTuple,
     OutputSize,
@@ -29,7 +30,6 @@ from ._window import (
     check_input,
     check_padding_mode,
     crop,
-    fast_layout,
     native,
     pad,
     resolve,

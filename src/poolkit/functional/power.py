@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._fast import needs_grad, transformed
+from ._fast.layout import fast_layout
 from ._window import (
     IntOrTuple,
     OutputSize,
@@ -42,7 +43,6 @@ from ._window import (
     check_input,
     check_padding_mode,
     crop,
-    fast_layout,
     native,
     pad,
     resolve,
