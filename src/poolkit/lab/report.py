@@ -423,7 +423,9 @@ def finding(summary: Any, attrs: dict[str, Any], frame: Any = None, learned: Any
         c1 = next((c for r, c in comps.items() if "λ = 1" in r), None)
         if not math.isnan(b["at_1"]):
             if b["lever"] == 1.0:
-                text += "Full invariance (global pooling) is the best setting found. "
+                same_lever = runner is not None and not runner["clear"] and runner["other"][1] == 1.0
+                text += ("Either way, full invariance (global pooling, λ = 1) is the best λ found. " if same_lever
+                         else "Full invariance (global pooling) is the best setting found. ")
             else:
                 text += (
                     f"Full invariance (λ = 1, {b['at_1_pool']}: {_pts(b['at_1'])} %) costs "
@@ -851,6 +853,10 @@ def _md_table(head: list[dict[str, str]], rows: list[dict[str, Any]], with_lever
     return "\n".join(lines)
 
 
+def _png_width(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[16:20], "big")  # the IHDR chunk's width
+
+
 def _render(context: dict[str, Any]) -> str:
     import jinja2
 
@@ -976,7 +982,8 @@ def write_report(study_name: str, storage: str, out: str | Path) -> Path:
         "size_head": s_head, "size_rows": s_rows,
         "learned_head": l_head, "learned_rows": l_rows,
         "figures": [{"src": "data:image/png;base64," + base64.b64encode((out / f).read_bytes()).decode(),
-                     "file": f, "title": t, "caption": cap} for f, t, cap in figures],
+                     "file": f, "title": t, "caption": cap, "wide": _png_width(out / f) > 760}
+                    for f, t, cap in figures],
         "trial_cols": t_cols, "trial_rows": t_rows,
         "storage": safe,
         "dashboard": f"optuna-dashboard {safe}",
