@@ -471,7 +471,7 @@ def _colors(pools: Sequence[str]) -> dict[str, Any]:
     plt = _plt()
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     out: dict[str, Any] = {"none": "0.35"}
-    for i, p in enumerate(q for q in pools if q != "none"):
+    for i, p in enumerate(dict.fromkeys(q for q in pools if q != "none")):
         out[p] = cycle[i % len(cycle)]
     return out
 
@@ -657,11 +657,16 @@ def _compute_figure(summary: Any, colors: dict[str, Any], path: Path) -> bool:
             if xm != "lever":
                 for xv, yv, lv in zip(x, c[f"{ym}_mean"] * ky, c["lever"]):
                     ax.annotate(f"λ={lv:g}", (xv, yv), textcoords="offset points", xytext=(4, 3), fontsize=7)
-        if ym in ("head_positions", "head_params") or xm != "lever":
-            if xm == "lever":
-                ax.set_yscale("log")
-            else:
+        if xm == "lever" and ym in ("head_positions", "head_params"):
+            ax.set_yscale("log")
+        elif xm != "lever":
+            from matplotlib.ticker import EngFormatter, NullFormatter
+
+            xs = summary[f"{xm}_mean"].dropna()
+            if len(xs) and xs.min() > 0 and xs.max() / xs.min() > 10:
                 ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(EngFormatter(sep=" "))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(_axis_label(ym) if xm == "lever" else f"{_axis_label(ym)} against compute", fontsize=10)
         ax.set_xlabel("λ" if xm == "lever" else _axis_label(xm), fontsize=8)
         ax.grid(alpha=0.3)
