@@ -159,6 +159,7 @@ def test_format_cell_units():
     assert format_cell(12810.0, math.nan, "int") == "12,810"
     assert format_cell(2.5e6, kind="si") == "2.5 M" and format_cell(1.234e9, 1e7, "si") == "1.23 G ± 10 M"
     assert format_cell(0.1654, 0.0021, "ratio") == "0.165 ± 0.002"
+    assert format_cell(0.05612, 0.00031, "ms") == "0.0561 ± 0.0003" and format_cell(12.34, 0.5, "ms") == "12.3 ± 0.5"
     assert format_cell(math.nan, 0.1, "pct") == "–"
 
 
@@ -267,6 +268,21 @@ def test_full_report_with_compute_and_learned_lever(full_report):
     assert "| λ = 1 | max at λ = 1 |" in md
 
 
+def test_optuna_reads_the_optional_attributes_back(full_report):
+    """What the report shows comes from user attributes that Optuna's API (and optuna-dashboard) reads too."""
+    out, url = full_report
+    study = optuna.load_study(study_name="synthetic", storage=url)
+    assert study.user_attrs["model"] == "tests/nets.py:small" and study.user_attrs["device"] == "cpu"
+    trials = pd.read_csv(out / "trials.csv")
+    by_number = {t.number: t for t in study.trials}
+    learned = [t for t in study.trials if "learned_lever" in t.user_attrs]
+    assert len(learned) == 3 and all(len(t.user_attrs["lever_trajectory"]) == 20 for t in learned)
+    for _, row in trials.iterrows():
+        attrs = by_number[int(row["trial"])].user_attrs
+        for col in ("flops_per_sample", "pool_flops_share", "forward_ms_per_sample", "head_positions", "test_acc"):
+            assert attrs[col] == pytest.approx(row[col]), col
+
+
 def test_report_without_optional_attributes_omits_them(tmp_path):
     url = make_study(tmp_path, "plain", compute=False, learned=False, attrs=False, seeds=2)
     out = write_report("plain", url, tmp_path / "rep")
@@ -305,7 +321,7 @@ def test_learned_lever_only_study(tmp_path):
 
 
 def test_page_escapes_stored_text(tmp_path):
-    url = make_study(tmp_path, "x", learned=False, seeds=1)
+    url = make_study(tmp_path, "x", accs={("none", 0.0): 0.5, ("max", 1.0): 0.9}, learned=False, seeds=1)
     st = optuna.load_study(study_name="x", storage=url)
     st.set_user_attr("dataset", "<script>alert(1)</script>")
     page = (write_report("x", url, tmp_path / "rep") / "index.html").read_text()

@@ -332,7 +332,8 @@ def format_cell(mean: float, std: float = math.nan, kind: str = "ratio") -> str:
     elif kind == "si":
         body, sd = _si(mean), _si(std) if has_sd and std > 0 else ""
     elif kind == "ms":
-        body, sd = f"{mean:.3g}", f"{std:.2g}" if has_sd else ""
+        d = max(0, 2 - math.floor(math.log10(abs(mean)))) if mean else 2  # three significant digits
+        body, sd = f"{mean:.{d}f}", f"{std:.{d}f}" if has_sd else ""
     elif kind == "s":
         body, sd = f"{mean:.1f}", f"{std:.1f}" if has_sd else ""
     elif kind == "lever":
