@@ -197,7 +197,7 @@ def test_finding_says_no_clear_winner_when_the_spread_covers_the_margin():
     # with a margin the seeds agree on, the best is named and the runner-up margin is stated
     f.loc[f["pool"] == "avg", "test_acc"] -= 0.10
     text = finding(summarize(f), {"dataset": "digits-where", "padding": "circular"}, f)
-    assert "the best setting is λ = 0.75 with max" in text and "beats the runner-up" in text
+    assert "the best setting is λ = 0.75 with max" in text and "ahead of the runner-up, avg at λ = 0.75" in text
     assert "no clear winner" not in text
 
 

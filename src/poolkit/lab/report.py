@@ -358,8 +358,17 @@ def _setting(pool: str, lever: float) -> str:
 def _interval(c: dict[str, Any]) -> str:
     if c["n"] < 2:
         return f"{c['n']} paired seed{'s' if c['n'] != 1 else ''}: no interval"
-    return (f"paired over {c['n']} seeds: {_signed(c['mean'])} points, 95 % interval "
-            f"[{_signed(c['lo'])}, {_signed(c['hi'])}], ahead on {c['wins']} of {c['n']} seeds")
+    return (f"95 % interval [{_signed(c['lo'])}, {_signed(c['hi'])}] over {c['n']} seeds, "
+            f"ahead on {c['wins']} of {c['n']}")
+
+
+def _against(c: dict[str, Any] | None) -> str:
+    """The uncertainty clause after a margin: its interval, and whether it is beyond the seeds' spread."""
+    if c is None:
+        return ""
+    if c["n"] < 2:
+        return f" ({_interval(c)})"
+    return f" ({_interval(c)})" if c["clear"] else f", within the seeds' spread ({_interval(c)})"
 
 
 def _learned(frame: Any) -> Any:
@@ -399,44 +408,43 @@ def finding(summary: Any, attrs: dict[str, Any], frame: Any = None, learned: Any
         score = f"{_pts(b['score'])}{sd} % {b['label']}"
         if runner is not None and not runner["clear"]:
             o = runner["other"]
-            if runner["n"] >= 2:
-                why = f"the seeds' spread covers the margin ({_interval(runner)})"
-            else:
-                why = (f"with {runner['n']} paired seed{'s' if runner['n'] != 1 else ''} the margin cannot be "
-                       f"checked against the seeds' spread")
             if abs(runner["margin"]) < 1e-9:
                 text += (f"{where} there is no clear winner: {_setting(b['pool'], b['lever'])} and "
                          f"{_setting(*o)} tie at {score}. ")
+            elif runner["n"] >= 2:
+                text += (f"{where} there is no clear winner: {_setting(b['pool'], b['lever'])} ({score}) leads "
+                         f"{_setting(*o)} by {_pts(runner['margin'])} points, but the per-seed differences cover "
+                         f"zero ({_interval(runner)}). ")
             else:
                 text += (f"{where} there is no clear winner: {_setting(b['pool'], b['lever'])} ({score}) leads "
-                         f"{_setting(*o)} by {_pts(runner['margin'])} points, but {why}. ")
+                         f"{_setting(*o)} by {_pts(runner['margin'])} points, but with {runner['n']} paired "
+                         f"seed{'s' if runner['n'] != 1 else ''} the margin cannot be checked against the seeds' "
+                         "spread. ")
         else:
-            text += f"{where} the best setting is λ = {b['lever']:g} with {b['pool']} ({score}). "
+            text += f"{where} the best setting is λ = {b['lever']:g} with {b['pool']} ({score})"
             if runner is not None:
-                text += f"It beats the runner-up, {_setting(*runner['other'])} ({_interval(runner)}). "
+                text += (f", ahead of the runner-up, {_setting(*runner['other'])}, by {_pts(runner['margin'])} "
+                         f"points ({_interval(runner)})")
+            text += ". "
         c0 = next((c for r, c in comps.items() if "λ = 0" in r), None)
         if not math.isnan(b["at_0"]) and b["lever"] != 0.0:
             verb = "beats" if c0 is None or c0["clear"] else "leads"
-            text += f"It {verb} no pooling (λ = 0, {_pts(b['at_0'])} %) by {_pts(b['margin_over_0'])} points"
-            if c0 is not None:
-                text += f" ({_interval(c0)}{'' if c0['clear'] else '; not beyond the seeds' + chr(39) + ' spread'})"
-            text += ". "
+            text += (f"It {verb} no pooling (λ = 0, {_pts(b['at_0'])} %) by {_pts(b['margin_over_0'])} points"
+                     f"{_against(c0)}. ")
         c1 = next((c for r, c in comps.items() if "λ = 1" in r), None)
         if not math.isnan(b["at_1"]):
             if b["lever"] == 1.0:
                 same_lever = runner is not None and not runner["clear"] and runner["other"][1] == 1.0
-                text += ("Either way, full invariance (global pooling, λ = 1) is the best λ found. " if same_lever
+                text += ("Either way, full invariance (global pooling, λ = 1) has the best mean. " if same_lever
                          else "Full invariance (global pooling) is the best setting found. ")
             else:
-                text += (
-                    f"Full invariance (λ = 1, {b['at_1_pool']}: {_pts(b['at_1'])} %) costs "
-                    f"{_pts(b['margin_over_1'])} points"
-                )
-                if c1 is not None:
-                    text += f" ({_interval(c1)}{'' if c1['clear'] else '; not beyond the seeds' + chr(39) + ' spread'})"
-                text += ". "
+                text += (f"Full invariance (λ = 1, {b['at_1_pool']}: {_pts(b['at_1'])} %) costs "
+                         f"{_pts(b['margin_over_1'])} points{_against(c1)}. ")
         if b["lever"] == 0.0:
             text += "No pooling (full equivariance) is the best setting found. "
+        unsure = [c for c in comps.values() if not c["clear"]]
+        if unsure and min(c["n"] for c in unsure) <= 3:
+            text += "More seeds (e.g. --seeds 5) would narrow the intervals. "
     if learned is not None and len(learned):
         parts = []
         for _, r in learned.iterrows():
@@ -847,7 +855,8 @@ def _trials_table(frame: Any) -> tuple[list[str], list[list[str]]]:
     rows = [[("–" if (isinstance(r[c], float) and math.isnan(r[c])) else
               f"{r[c]:g}" if c == "lever" else str(int(r[c])) if c in ("trial", "seed") else _trial_cell(c, r[c]))
              for c in cols] for _, r in frame.iterrows()]
-    return cols, rows
+    unit = {"pct": " %", "pts": " (pts)"}
+    return [c + unit.get(_KIND.get(c, ""), "") for c in cols], rows
 
 
 def _md_table(head: list[dict[str, str]], rows: list[dict[str, Any]], with_lever: bool = True) -> str:
