@@ -262,6 +262,7 @@ def test_full_report_with_compute_and_learned_lever(full_report):
     assert '<details id="trials">' in page and "21 + 3" not in page
     assert "0.50 → 0.64 (20 points)" in text  # the trajectory, summarized in the trials table
     assert "optuna-dashboard sqlite:///" in text
+    assert '<details id="config">' in page and "dataset digits-where" in text  # the stored study identity
     assert page.count("data:image/png;base64,") == 5 and 'src="lever.png"' not in page
     md = (out / "summary.md").read_text()
     assert "**Finding:** On digits-where" in md and "| **max** ★ | 0.75 | 3 | 89.1 ± 0.4 |" in md

@@ -868,6 +868,26 @@ def _md_table(head: list[dict[str, str]], rows: list[dict[str, Any]], with_lever
     return "\n".join(lines)
 
 
+def _config_rows(attrs: dict[str, Any]) -> list[tuple[str, str]]:
+    """The stored study identity (dataset, training configuration) as readable key/value rows."""
+    import json
+
+    try:
+        ident = json.loads(attrs.get("identity", "") or "{}")
+    except (TypeError, ValueError):
+        return []
+    if not isinstance(ident, dict):
+        return []
+    rows: list[tuple[str, str]] = []
+    for key, value in ident.items():
+        if isinstance(value, dict):
+            rows += [(f"{key}.{k}", json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+                     for k, v in value.items()]
+        else:
+            rows.append((key, json.dumps(value) if isinstance(value, (dict, list)) else str(value)))
+    return rows
+
+
 def _png_width(path: Path) -> int:
     return int.from_bytes(path.read_bytes()[16:20], "big")  # the IHDR chunk's width
 
@@ -1000,6 +1020,7 @@ def write_report(study_name: str, storage: str, out: str | Path) -> Path:
                      "file": f, "title": t, "caption": cap, "wide": _png_width(out / f) > 760}
                     for f, t, cap in figures],
         "trial_cols": t_cols, "trial_rows": t_rows,
+        "config": _config_rows(attrs),
         "storage": safe,
         "dashboard": f"optuna-dashboard {safe}",
         "version": poolkit.__version__,
