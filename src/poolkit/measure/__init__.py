@@ -14,8 +14,9 @@ torch.Size([8, 3, 16, 16])
 0.0
 """
 
+from .classification import Consistency, consistency
 from .lie import lie_derivative, translation_generator
-from .metrics import Consistency, ShiftResult, consistency, equivariance, infer_stride, invariance
+from .metrics import ShiftResult, equivariance, infer_stride, invariance
 from .profile import LayerProfile, Profile, profile
 from .shifts import SHIFT_MODES, fourier_shift, parse_shifts, shift, shift_per_sample
 
