@@ -277,7 +277,11 @@ def _report(model: nn.Module, changes: list[Change], skipped: list[Skip], kind: 
     return Report(changes, skipped + analysis.skipped, tied, analysis.untraced)
 
 
-def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool = True) -> Report:
+_BLUR_MODES = ("reflect", "replicate", "zeros", "circular")
+
+
+def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool = True,
+              padding_mode: str = "reflect") -> Report:
     """Zhang's anti-aliasing recipe on any model, 1-D to 3-D.
 
     - ``MaxPool(k, s, p)`` with ``s > 1`` -> ``maxblur(k, s, p, filt)`` (dense max, then blurpool);
@@ -286,6 +290,10 @@ def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool =
       conv sits in an ``nn.Sequential`` and an activation follows it (norm layers may come
       between), the blur goes after that activation instead. A conv with circular padding
       gets a circular blur.
+
+    The blur pads with ``padding_mode`` (``"reflect"`` as antialiased-cnns; reflection
+    needs ``filt // 2`` below every map size it meets, so small maps at the end of a
+    deep net want ``"replicate"``, ``"zeros"`` or ``"circular"``).
 
     Output sizes are unchanged (blurpool gives ``ceil(L / s)``, the size of a
     "same"-padded strided layer; maxblur keeps max pooling's size). What cannot be
@@ -298,6 +306,7 @@ def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool =
         filt: binomial filter size.
         convs: anti-alias strided convolutions.
         pools: anti-alias strided max and average pooling.
+        padding_mode: the blur's border: ``"reflect"``, ``"replicate"``, ``"zeros"`` or ``"circular"``.
 
     Returns:
         A :class:`Report`: one :class:`Change` per edited module (a conv followed by an
@@ -314,6 +323,8 @@ def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool =
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(filt, bool) or not isinstance(filt, int) or filt < 1:
         raise ValueError(f"filt must be an int >= 1, got {filt!r}")
+    if padding_mode not in _BLUR_MODES:
+        raise ValueError(f"padding_mode must be one of {_BLUR_MODES}, got {padding_mode!r}")
     plan: list[tuple[str, nn.Module | None, str]] = []
     restride: list[nn.Module] = []
     skipped: list[Skip] = []
@@ -328,12 +339,14 @@ def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool =
                 skipped.append(Skip(name, repr(m), "LPPool has no anti-aliased form here"))
             elif isinstance(m, _MAX):
                 new = create_pool("maxblur", dim=_dim(m), kernel_size=m.kernel_size, stride=_factor(m),
-                                  padding=m.padding, dilation=m.dilation, filt=filt)
+                                  padding=m.padding, dilation=m.dilation, filt=filt, blur_padding_mode=padding_mode)
                 plan.append((name, new, repr(m)))
             else:
-                plan.append((name, create_pool("blurpool", dim=_dim(m), kernel_size=_factor(m), filt=filt), repr(m)))
+                blur = create_pool("blurpool", dim=_dim(m), kernel_size=_factor(m), filt=filt,
+                                   padding_mode=padding_mode)
+                plan.append((name, blur, repr(m)))
         elif convs and isinstance(m, _CONVS) and _strided(m.stride):
-            mode = "circular" if m.padding_mode == "circular" else "reflect"
+            mode = "circular" if m.padding_mode == "circular" else padding_mode
             blur = create_pool("blurpool", dim=_dim(m), kernel_size=tuple(m.stride), filt=filt, padding_mode=mode)
             act = _after_activation(model, name)
             restride.append(m)
@@ -485,7 +498,7 @@ def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: b
             if hasattr(m, "num_features"):
                 channels = int(getattr(m, "num_features"))  # noqa: B009
             kinds[name] = "keep"
-        elif isinstance(m, _ACTIVATIONS + (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
+        elif isinstance(m, (*_ACTIVATIONS, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
             kinds[name] = "keep"
         elif isinstance(m, _MAX + _AVG + _LP):
             stat = "max" if isinstance(m, _MAX) else "avg" if isinstance(m, _AVG) else "lp"
