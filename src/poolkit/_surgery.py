@@ -222,8 +222,16 @@ def _is_leaf(m: nn.Module) -> bool:
 
 
 class _Tracer(fx.Tracer):
+    def __init__(self, opaque: tuple[nn.Module, ...] = ()) -> None:
+        super().__init__()
+        self.opaque = opaque
+
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return _is_leaf(m)
+        return _is_leaf(m) or any(m is o for o in self.opaque)
+
+
+def _trace(module: nn.Module, opaque: tuple[nn.Module, ...] = ()) -> fx.Graph:
+    return _Tracer(opaque).trace(module)
 
 
 def _join(prefix: str, name: str) -> str:
@@ -287,11 +295,25 @@ def _walk(module: nn.Module, prefix: str, kind: Callable[[str], Kind], out: Anal
     if _is_leaf(module):
         return
     try:
-        graph = _Tracer().trace(module)
-    except Exception as err:  # any tracing failure: trace the parts instead
-        out.untraced.append(Skip(prefix or "(model)", "forward", _why(err) + "; its parts are traced one by one "
-                                 "and its own layers converted one at a time (phases not tied across them)"))
-        for name, child in module.named_children():
+        graph = _trace(module)
+    except Exception:  # some part cannot be traced: trace around the parts that fail on their own
+        children = [(name, child) for name, child in module.named_children() if not _is_leaf(child)]
+        bad = []
+        for name, child in children:
+            try:
+                _trace(child)
+            except Exception:  # any tracing failure makes the child opaque here
+                bad.append((name, child))
+        try:
+            graph = _trace(module, tuple(child for _, child in bad))
+        except Exception as own:  # the module's own forward cannot be traced
+            out.untraced.append(Skip(prefix or "(model)", "forward", _why(own) + "; its layers are converted one "
+                                     "at a time (phases not tied across them), its parts traced one by one"))
+            for name, child in children:
+                _walk(child, _join(prefix, name), kind, out)
+            return
+        _grids(graph, prefix, kind, out)
+        for name, child in bad:
             _walk(child, _join(prefix, name), kind, out)
         return
     _grids(graph, prefix, kind, out)

@@ -478,7 +478,8 @@ def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: b
                 factor = tuple(m.stride)
                 parts: list[nn.Module] = [m]
                 if padding == "same":
-                    edits.append((m, {"stride": (1,) * d, "padding_mode": "circular"}))
+                    wraps = any(k > 1 for k in _tuple(m.kernel_size, d))
+                    edits.append((m, {"stride": (1,) * d, **({"padding_mode": "circular"} if wraps else {})}))
                 else:  # the stride-1 conv must keep the size: explicit circular "same" padding before it
                     pads = _same_pads(_tuple(m.kernel_size, d), _tuple(m.dilation, d))
                     parts = [getattr(nn, f"CircularPad{d}d")(pads), m]
