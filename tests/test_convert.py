@@ -266,3 +266,132 @@ def test_make_shift_invariant_blur_and_spec_parameters():
     assert net[0][1].norm == "l1" and net(x).shape == shape
     with pytest.raises(ValueError, match="method"):
         make_shift_invariant(volume_model(), method="fft")
+
+
+# ---------------------------------------------------------------- even kernels, tied phases, the report
+
+
+def _invariant(net, shape, n=10, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((1, *shape), generator=gen, dtype=torch.float64)
+    dims = tuple(range(2, x.ndim))
+    xs = [x] + [x.roll(tuple(int(torch.randint(1, s, (1,), generator=gen)) for s in shape[1:]), dims)
+                for _ in range(n)]
+    with torch.no_grad():
+        out = net(torch.cat(xs))
+    return (out - out[:1]).abs().max().item()
+
+
+_POOL = {1: (nn.MaxPool1d, nn.AvgPool1d, nn.Conv1d), 2: (nn.MaxPool2d, nn.AvgPool2d, nn.Conv2d),
+         3: (nn.MaxPool3d, nn.AvgPool3d, nn.Conv3d)}
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("kernel,stride,dilation,stat", [
+    (2, 2, 1, "max"), (4, 2, 1, "max"), (3, 2, 2, "max"), (2, 2, 2, "max"), (2, 2, 1, "avg"), (4, 4, 1, "avg"),
+    (2, 2, 1, "conv"), (4, 2, 1, "conv"), (3, 3, 2, "conv"),
+])
+def test_even_kernels_keep_the_size_under_circular_padding(dim, kernel, stride, dilation, stat):
+    torch.manual_seed(0)
+    maxp, avgp, conv = _POOL[dim]
+    if stat == "max":
+        layer = maxp(kernel, stride, dilation=dilation)
+    elif stat == "avg":
+        layer = avgp(kernel, stride)
+    else:
+        layer = conv(3, 3, kernel, stride, padding=kernel // 2 - 1 if kernel % 2 == 0 else 0, dilation=dilation)
+    net = nn.Sequential(conv(2, 3, 3, padding=1), nn.ReLU(), layer, getattr(nn, f"AdaptiveAvgPool{dim}d")(1),
+                        nn.Flatten()).double().eval()
+    make_shift_invariant(net)
+    dense = net[2][:-1]  # the stride-1 part (pad + conv, or the dense pool)
+    for n in (12, 11):
+        x = torch.randn((1, 3) + (n,) * dim, dtype=torch.float64)
+        with torch.no_grad():
+            assert dense(x).shape == x.shape, f"{net[2]} changes the size {n}"
+        assert _invariant(net, (2,) + (n,) * dim, n=10) <= 1e-9
+
+
+def test_same_padding_split_is_torchs():
+    # kernel 4: three cells of padding, one before and two after, as torch's padding="same"
+    pool = nn.Sequential(nn.MaxPool1d(4, 2))
+    make_shift_invariant(pool)
+    x = torch.arange(8.0).view(1, 1, 8)
+    ref = nn.functional.max_pool1d(torch.cat([x[..., -1:], x, x[..., :2]], -1), 4, 1)
+    torch.testing.assert_close(pool[0][0](x), ref)
+    conv = nn.Sequential(nn.Conv1d(1, 1, 4, stride=2, bias=False))
+    make_shift_invariant(conv)
+    assert isinstance(conv[0][0], nn.CircularPad1d) and conv[0][0].padding == (1, 2)
+
+
+def test_follower_without_its_leader_says_so():
+    net = resnet()
+    make_shift_invariant(net)
+    follower = net.layer2.downsample
+    with pytest.raises(RuntimeError, match="no phase from its leader 'layer2.conv1'"):
+        follower(torch.rand(1, 8, 8, 8, dtype=torch.float64))
+    net(torch.rand(2, 3, 16, 16, dtype=torch.float64))  # the leader runs first in forward: fine
+    with pytest.raises(RuntimeError, match="no phase"):  # the phase is used once per forward, then dropped
+        follower(torch.rand(2, 8, 4, 4, dtype=torch.float64))
+
+
+class Functional(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.shared = nn.Conv2d(4, 4, 1, stride=2)
+
+    def forward(self, x):
+        x = nn.functional.avg_pool2d(self.conv(x), 2)
+        x = self.shared(self.shared(x))  # one module called twice
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+
+class Branchy(nn.Module):
+    """Data-dependent control flow at the top; a traceable block inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.block = BasicBlock(8, 16, stride=2)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2))
+
+    def forward(self, x):
+        x = self.stem(x)
+        if x.mean() > 0:
+            x = -x
+        return self.head(self.block(x))
+
+
+def test_report_names_functional_calls_shared_layers_and_unsupported_layers():
+    for fn in (make_shift_invariant, antialias, lambda m: swap_pools(m, "lp:p=2")):
+        report = fn(Functional())
+        assert ("(model)", "avg_pool2d() in forward") in [(s.name, s.what) for s in report.skipped]
+        assert not any("adaptive" in s.what for s in report.skipped)  # a global pool is fine
+    report = make_shift_invariant(Functional())
+    assert ("shared", "called more than once in forward") in [(s.name, s.what) for s in report.skipped]
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.PixelUnshuffle(2), nn.AdaptiveMaxPool2d((3, 3)), nn.Unfold(2))
+    report = make_shift_invariant(net)
+    assert [s.name for s in report.skipped] == ["0", "1", "2", "3"] and not report
+    assert "unpadded" in report.skipped[0].reason and "padding=(1, 1)" in report.skipped[0].reason
+    text = report.text()
+    assert "left as they were (4):" in text and "  1: PixelUnshuffle(downscale_factor=2): subsamples" in text
+
+
+def test_untraceable_model_falls_back_per_module_and_says_so():
+    torch.manual_seed(0)
+    net = Branchy().double().eval()
+    report = make_shift_invariant(net)
+    assert [s.name for s in report.untraced] == ["(model)"] and "control flow" in report.untraced[0].reason
+    assert report.tied == [("block.conv1", "block.downsample.0")]  # the block is traced on its own
+    assert _invariant(net, (3, 12, 12)) <= 1e-9
+    assert "not traced by torch.fx (1):" in report.text()
+
+
+def test_report_is_a_list_of_changes():
+    report = make_shift_invariant(resnet())
+    assert isinstance(report, list) and report.changes == list(report) and report.untraced == []
+    assert report.tied == [("layer2.conv1", "layer2.downsample.0")]
+    with pytest.raises(TypeError, match="tie_phases"):
+        make_shift_invariant(resnet(), tie_phases="yes")
+    with pytest.raises(ValueError, match="padding_mode"):
+        antialias(resnet(), padding_mode="wrap")
