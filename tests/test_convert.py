@@ -159,14 +159,22 @@ def test_antialias_resnet():
     shape = net(x).shape
     changes = antialias(net, filt=4)
     names = [c.name for c in changes]
-    assert names == ["conv1", "maxpool", "layer2.conv1", "layer2.downsample.0"]
+    # the blur goes after the activation that alone takes the conv's output (found by torch.fx)
+    assert names == ["conv1", "relu", "maxpool", "layer2.conv1", "layer2.bn1", "layer2.downsample.0"]
     assert isinstance(net.maxpool, pnn.MaxBlurPool2d) and net.maxpool.stride == (2, 2)
-    assert isinstance(net.conv1, nn.Sequential) and net.conv1[0].stride == (1, 1)
-    assert isinstance(net.conv1[1], pnn.BlurPool2d) and net.conv1[1].filt == 4
+    assert isinstance(net.conv1, nn.Conv2d) and net.conv1.stride == (1, 1)
+    assert isinstance(net.relu[1], pnn.BlurPool2d) and net.relu[1].filt == 4
     assert changes[0].before.startswith("Conv2d") and "stride=(2, 2)" in changes[0].before
+    # layer2's relu is called twice: a copy of it, with the blur, follows bn1
+    assert isinstance(net.layer2.bn1[1], nn.ReLU) and isinstance(net.layer2.bn1[2], pnn.BlurPool2d)
+    assert isinstance(net.layer2.downsample[0], nn.Sequential)  # the shortcut has no activation: blur after conv
     assert weights_kept(net, before)
     with torch.no_grad():
         assert net(x).shape == shape
+        b, h = net.layer2, torch.rand(2, 8, 9, 9, dtype=torch.float64)
+        blur = net.layer2.bn1[2]
+        main = b.bn2(b.conv2(blur(torch.relu(b.bn1[0](b.conv1(h))))))  # conv, norm, ReLU, blur: Zhang's order
+        torch.testing.assert_close(b(h), torch.relu(main + b.downsample(h)))
 
 
 def test_antialias_series_model_blurs_after_the_activation():
@@ -395,3 +403,18 @@ def test_report_is_a_list_of_changes():
         make_shift_invariant(resnet(), tie_phases="yes")
     with pytest.raises(ValueError, match="padding_mode"):
         antialias(resnet(), padding_mode="wrap")
+
+
+def test_lp_pool_becomes_dense_lp_then_aps():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.LPPool2d(3, 2), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten()).double().eval()
+    x = torch.rand(1, 3, 10, 10, dtype=torch.float64)
+    with torch.no_grad():
+        ref = nn.functional.lp_pool2d(x, 3, 2, 1)
+    make_shift_invariant(net)
+    with torch.no_grad():
+        dense = net[2][0](x)
+    assert dense.shape == x.shape  # the dense part: torch's LP pool at stride 1, wrapped after the end
+    torch.testing.assert_close(dense[..., :9, :9], ref)
+    assert _invariant(net, (2, 11, 11)) <= 1e-9

@@ -269,6 +269,9 @@ class Analysis:
     """What :func:`analyse` found."""
 
     groups: list[list[str]] = field(default_factory=list)
+    #: strided layer -> (norm layer or None, activation layer or None for a functional one, the activation is
+    #: called once, the activation's class); only where the layer's output goes through them alone
+    after: dict[str, tuple[str | None, str | None, bool, type | None]] = field(default_factory=dict)
     skipped: list[Any] = field(default_factory=list)
     untraced: list[Any] = field(default_factory=list)
 
@@ -313,10 +316,44 @@ def _walk(module: nn.Module, prefix: str, kind: Callable[[str], Kind], out: Anal
                 _walk(child, _join(prefix, name), kind, out)
             return
         _grids(graph, prefix, kind, out)
+        _activations(graph, module, prefix, kind, out)
         for name, child in bad:
             _walk(child, _join(prefix, name), kind, out)
         return
     _grids(graph, prefix, kind, out)
+    _activations(graph, module, prefix, kind, out)
+
+
+_RELU_FUNCS = {F.relu, torch.relu, F.relu6}
+_NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+def _activations(graph: fx.Graph, root: nn.Module, prefix: str, kind: Callable[[str], Kind], out: Analysis) -> None:
+    """For each subsampling layer: the norm and activation that alone take its output, if any."""
+    calls: dict[str, int] = defaultdict(int)
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[str(node.target)] += 1
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(kind(_join(prefix, str(node.target))), tuple):
+            continue
+        cur, norm = node, None
+        if len(cur.users) == 1:
+            nxt = next(iter(cur.users))
+            if nxt.op == "call_module" and isinstance(root.get_submodule(str(nxt.target)), _NORM_TYPES):
+                norm, cur = _join(prefix, str(nxt.target)), nxt
+        if len(cur.users) != 1:
+            continue
+        act = next(iter(cur.users))
+        if act.op == "call_module":
+            mod = root.get_submodule(str(act.target))
+            if type(mod).__module__.startswith("torch.nn"):
+                out.after[_join(prefix, str(node.target))] = (norm, _join(prefix, str(act.target)),
+                                                              calls[str(act.target)] == 1, type(mod))
+        elif (act.op == "call_function" and act.target in _RELU_FUNCS) or (act.op == "call_method"
+                                                                            and act.target in ("relu", "relu_")):
+            relu6 = act.target is F.relu6
+            out.after[_join(prefix, str(node.target))] = (norm, None, False, nn.ReLU6 if relu6 else nn.ReLU)
 
 
 def _grids(graph: fx.Graph, prefix: str, kind: Callable[[str], Kind], out: Analysis) -> None:

@@ -286,10 +286,13 @@ def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool =
 
     - ``MaxPool(k, s, p)`` with ``s > 1`` -> ``maxblur(k, s, p, filt)`` (dense max, then blurpool);
     - ``AvgPool`` with ``s > 1`` -> ``blurpool(s, filt)``;
-    - ``Conv(stride=s > 1)`` -> the same conv at stride 1, then ``blurpool(s, filt)``; when the
-      conv sits in an ``nn.Sequential`` and an activation follows it (norm layers may come
-      between), the blur goes after that activation instead. A conv with circular padding
-      gets a circular blur.
+    - ``Conv(stride=s > 1)`` -> the same conv at stride 1, then ``blurpool(s, filt)``; where
+      an activation follows it (a norm layer may come between: next in an ``nn.Sequential``,
+      or the only consumer of its output in the ``torch.fx`` graph), the blur goes after the
+      activation, as antialiased-cnns' ResNets have it. A ReLU/ReLU6 that is called again
+      elsewhere (torchvision's shared ``self.relu``) or is functional gets a copy, with the
+      blur, after the norm layer: the original ReLU then changes nothing. A conv with
+      circular padding gets a circular blur.
 
     The blur pads with ``padding_mode`` (``"reflect"`` as antialiased-cnns; reflection
     needs ``filt // 2`` below every map size it meets, so small maps at the end of a
@@ -328,6 +331,10 @@ def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool =
     plan: list[tuple[str, nn.Module | None, str]] = []
     restride: list[nn.Module] = []
     skipped: list[Skip] = []
+    strided = {name: ("sub", tuple(m.stride)) for name, m in model.named_modules()
+               if convs and isinstance(m, _CONVS) and _strided(m.stride)}
+    analysis = analyse(model, strided.get)
+    after = analysis.after
     for name, m in model.named_modules():
         if not name:
             continue
@@ -349,20 +356,33 @@ def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool =
             mode = "circular" if m.padding_mode == "circular" else padding_mode
             blur = create_pool("blurpool", dim=_dim(m), kernel_size=tuple(m.stride), filt=filt, padding_mode=mode)
             act = _after_activation(model, name)
+            host, relu = None, None
+            if act is None and name in after:
+                norm, act_name, once, act_type = after[name]
+                if act_name is not None and once:
+                    act = act_name
+                elif act_type in (nn.ReLU, nn.ReLU6):
+                    # the activation is shared (torchvision's self.relu) or functional: blur after a copy of it;
+                    # the original then changes nothing (ReLU of a blur of non-negative values)
+                    host, relu = norm, act_type()
             restride.append(m)
-            if act is None:
-                plan.append((name, nn.Sequential(m, blur), repr(m)))
-            else:
+            if act is not None:
                 plan.append((name, None, repr(m)))
                 a = model.get_submodule(act)
                 plan.append((act, nn.Sequential(a, blur), repr(a)))
+            elif relu is not None and host is not None:
+                plan.append((name, None, repr(m)))
+                h = model.get_submodule(host)
+                plan.append((host, nn.Sequential(h, relu, blur), repr(h)))
+            elif relu is not None:
+                plan.append((name, nn.Sequential(m, relu, blur), repr(m)))
+            else:
+                plan.append((name, nn.Sequential(m, blur), repr(m)))
         else:
             _common_skips(name, m, skipped)
-    report = _report(model, [], skipped)
     for conv in restride:
         _restride(conv)
-    report.extend(_apply(model, plan))
-    return report
+    return Report(_apply(model, plan), skipped + analysis.skipped, (), analysis.untraced)
 
 
 _METHODS = ("aps", "lps", "blur")
@@ -381,17 +401,17 @@ class _Sub(NamedTuple):
 def _dense(kind: str, m: nn.Module) -> nn.Module:
     """Pool ``m`` at stride 1 with circular "same" padding (the input's size, every window wrapped)."""
     d = _dim(m)
+    geo: dict[str, Any] = {"kernel_size": getattr(m, "kernel_size"), "stride": 1, "padding": "same",  # noqa: B009
+                           "padding_mode": "circular"}
     if kind == "max":
-        return create_pool("max", dim=d, kernel_size=m.kernel_size, stride=1, padding="same",  # type: ignore[attr-defined]
-                           dilation=m.dilation, padding_mode="circular")  # type: ignore[attr-defined]
+        return create_pool("max", dim=d, dilation=getattr(m, "dilation"), **geo)  # noqa: B009
     if kind == "avg":
-        kw = {} if getattr(m, "divisor_override", None) is None else {"divisor_override": m.divisor_override}
-        return create_pool("avg", dim=d, kernel_size=m.kernel_size, stride=1, padding="same",  # type: ignore[attr-defined]
-                           padding_mode="circular", **kw)
+        if getattr(m, "divisor_override", None) is not None:
+            geo["divisor_override"] = getattr(m, "divisor_override")  # noqa: B009
+        return create_pool("avg", dim=d, **geo)
     cls = get_pool_class("lp", d)
-    norm_key = "norm_type" if "norm_type" in inspect.signature(cls).parameters else "p"
-    return create_pool("lp", dim=d, kernel_size=m.kernel_size, stride=1, padding="same",  # type: ignore[attr-defined]
-                       padding_mode="circular", **{norm_key: m.norm_type})  # type: ignore[attr-defined]
+    geo["norm_type" if "norm_type" in inspect.signature(cls).parameters else "p"] = getattr(m, "norm_type")  # noqa: B009
+    return create_pool("lp", dim=d, **geo)
 
 
 def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: bool = True) -> Report:
