@@ -137,3 +137,18 @@ def test_zoo_antialias_keeps_shapes_and_does_not_worsen_consistency(name):
         shifts = random_shifts(shape[1:], seed=5)
         before, after = _change(net, x, shifts), _change(fixed, x, shifts)
         assert after <= before, f"{name} at {shape}: shift change {after:.4f} after antialias, {before:.4f} before"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["resnet50", "mobilenet_v2", "cnn3d"])
+def test_zoo_exactly_invariant_on_cuda(name):
+    make, even, odd = ZOO[name]
+    net = prepared(make)
+    report = make_shift_invariant(net)
+    assert report.tied or name != "resnet50"
+    net = net.cuda()
+    for shape in (even, odd):
+        x = inputs(shape).cuda()
+        with torch.no_grad():
+            out = net(shifted_batch(x, random_shifts(shape[1:])))
+        assert out.device.type == "cuda" and (out - out[:1]).abs().max().item() <= 1e-9
