@@ -45,7 +45,7 @@ def test_zoo_exactly_invariant_after_make_shift_invariant(name, method):
     shifts = random_shifts(even[1:])
     with torch.no_grad():
         plain = net(shifted_batch(x, shifts))
-    assert (plain - plain[:1]).abs().max() > 1e-8, "the model as given should fail the check below"
+    assert (plain - plain[:1]).abs().max() > 1e-3, "the model as given should not be invariant"
     torch.manual_seed(0)  # lps scorer weights
     report = make_shift_invariant(net, method=method)
     assert report and not report.untraced

@@ -255,14 +255,28 @@ def cnn3d(num_classes: int = 4) -> nn.Module:
 
 
 def prepared(make: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
-    """``make()`` with fixed random weights and non-trivial batch-norm statistics, float64, eval."""
+    """``make()`` with fixed random weights and batch-norm statistics of its own activations, float64, eval.
+
+    Convolutions get torchvision's initialisation (Kaiming normal, fan out); the
+    batch-norm statistics are measured on random inputs (as a trained network's are
+    on its data), so the signal neither fades to the biases nor saturates ReLU6
+    through MobileNetV2's depth.
+    """
     torch.manual_seed(seed)
     net = make()
+    first = next(m for m in net.modules() if isinstance(m, nn.modules.conv._ConvNd))
+    size = {1: (64,), 2: (32, 32), 3: (12, 12, 12)}[first.weight.ndim - 2]
     with torch.no_grad():
         for m in net.modules():
+            if isinstance(m, nn.modules.conv._ConvNd):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
+                m.reset_running_stats()
+                m.momentum = None  # a cumulative average over the calibration batch
+        net.train()(torch.randn((16, first.in_channels, *size)))
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = 0.1
     return net.double().eval()
 
 
