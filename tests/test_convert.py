@@ -380,7 +380,12 @@ def test_report_names_functional_calls_shared_layers_and_unsupported_layers():
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.PixelUnshuffle(2), nn.AdaptiveMaxPool2d((3, 3)), nn.Unfold(2))
     report = make_shift_invariant(net)
     assert [s.name for s in report.skipped] == ["0", "1", "2", "3"] and not report
-    assert "unpadded" in report.skipped[0].reason and "padding=(1, 1)" in report.skipped[0].reason
+    assert "unpadded" in report.skipped[0].reason and "padding='same'" in report.skipped[0].reason
+    for fn in (make_shift_invariant, antialias):
+        seg = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2, return_indices=True))
+        seg_report = fn(seg)
+        assert [s.name for s in seg_report.skipped] == ["1"] and "MaxUnpool" in seg_report.skipped[0].reason
+        assert isinstance(seg[1], nn.MaxPool2d)
     text = report.text()
     assert "left as they were (4):" in text and "  1: PixelUnshuffle(downscale_factor=2): subsamples" in text
 

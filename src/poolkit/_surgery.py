@@ -249,6 +249,8 @@ def _pool_call(node: fx.Node) -> str | None:
     """A description of a functional pooling (or strided convolution) call, or None."""
     if node.op not in ("call_function", "call_method"):
         return None
+    if str(getattr(node.target, "__module__", "")).startswith("poolkit."):
+        return None  # poolkit's own functional pools are the shift-robust ones
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
     if "pool" in name:
         if "adaptive" in name:

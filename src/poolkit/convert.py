@@ -278,6 +278,7 @@ def _report(model: nn.Module, changes: list[Change], skipped: list[Skip], kind: 
 
 
 _BLUR_MODES = ("reflect", "replicate", "zeros", "circular")
+_INDICES = "return_indices=True: a MaxUnpool downstream needs the indices of this exact pooling"
 
 
 def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool = True,
@@ -339,7 +340,9 @@ def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool =
         if not name:
             continue
         if pools and isinstance(m, _MAX + _AVG + _LP) and _strided(_factor(m)):
-            if getattr(m, "ceil_mode", False):
+            if getattr(m, "return_indices", False):
+                skipped.append(Skip(name, repr(m), _INDICES))
+            elif getattr(m, "ceil_mode", False):
                 skipped.append(Skip(name, repr(m), "ceil_mode=True: maxblur and blurpool give floor-mode sizes, "
                                                    "so the output shape would change"))
             elif isinstance(m, _LP):
@@ -514,13 +517,15 @@ def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: b
             else:
                 skipped.append(Skip(name, repr(m), "unpadded or size-changing padding at stride 1: the map shrinks "
                                     "or grows and loses the wrap-around windows (exact invariance is lost); "
-                                    f"use padding={tuple(di * (k - 1) // 2 for di, k in zip(_tuple(m.dilation, d), _tuple(m.kernel_size, d)))}"))  # noqa: E501
+                                    "use padding='same'"))
         elif isinstance(m, _NORMS):
             if hasattr(m, "num_features"):
                 channels = int(getattr(m, "num_features"))  # noqa: B009
             kinds[name] = "keep"
         elif isinstance(m, (*_ACTIVATIONS, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
             kinds[name] = "keep"
+        elif isinstance(m, _MAX) and m.return_indices:
+            skipped.append(Skip(name, repr(m), _INDICES))
         elif isinstance(m, _MAX + _AVG + _LP):
             stat = "max" if isinstance(m, _MAX) else "avg" if isinstance(m, _AVG) else "lp"
             d = _dim(m)
