@@ -137,13 +137,9 @@ class AuditResult:
         return fig
 
 
-def _one_line(text: str) -> str:
-    """A module repr on one line (``Sequential(`` reprs span several)."""
-    return " ".join(line.strip() for line in text.splitlines())
-
-
 def parse_shape(text: str | Sequence[int]) -> tuple[int, ...]:
     """``"3,32,32"`` or ``"3x32x32"`` -> ``(3, 32, 32)``: channels then 1 to 3 spatial sizes, no batch dim."""
+    items: list[Any]
     if isinstance(text, str):
         items = [t for t in text.replace("x", ",").replace(" ", ",").split(",") if t]
     else:
