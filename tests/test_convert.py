@@ -423,3 +423,18 @@ def test_lp_pool_becomes_dense_lp_then_aps():
     assert dense.shape == x.shape  # the dense part: torch's LP pool at stride 1, wrapped after the end
     torch.testing.assert_close(dense[..., :9, :9], ref)
     assert _invariant(net, (2, 11, 11)) <= 1e-9
+
+
+def test_new_layers_take_the_models_mode_dtype_and_device():
+    for training in (False, True):
+        for fn in (lambda m: make_shift_invariant(m, "lps"), antialias,
+                   lambda m: swap_pools(m, "lps:channels=8", types=[nn.MaxPool2d])):
+            net = resnet().train(training)
+            fn(net)
+            assert all(m.training == training for m in net.modules())
+    for fn in (lambda m: make_shift_invariant(m, "lps"), lambda m: swap_pools(m, "lps:channels=8", [nn.MaxPool2d])):
+        net = resnet()  # float64
+        fn(net)
+        scorers = [m for m in net.modules() if isinstance(m, pnn.LpsPool2d)]
+        assert scorers and all(p.dtype == torch.float64 for m in scorers for p in m.parameters())
+        assert all(p.device == net.fc.weight.device for m in scorers for p in m.parameters())

@@ -49,7 +49,7 @@ def test_zoo_exactly_invariant_after_make_shift_invariant(name, method):
     torch.manual_seed(0)  # lps scorer weights
     report = make_shift_invariant(net, method=method)
     assert report and not report.untraced
-    net = net.double().eval()
+    assert all(p.dtype == torch.float64 for p in net.parameters())  # new parameters (lps) take the model's dtype
     for shape in (even, odd):
         x = inputs(shape)
         with torch.no_grad():

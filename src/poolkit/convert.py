@@ -165,6 +165,7 @@ def _apply(model: nn.Module, plan: Iterable[tuple[str, nn.Module | None, str]]) 
             new = model.get_submodule(name)
         else:
             parent, attr = _parent(model, name)
+            new.train(getattr(parent, attr).training)  # a new module runs in the mode of the one it replaces
             setattr(parent, attr, new)
         changes.append(Change(name, before, repr(new)))
     return changes
@@ -202,6 +203,10 @@ def swap_pools(model: nn.Module, spec: str, types: Sequence[type[nn.Module]] | N
     if not all(isinstance(t, type) and issubclass(t, nn.Module) for t in types):
         raise TypeError(f"types must be torch.nn.Module classes, got {types!r}")
     plan = [(name, _build_pool(spec, m), repr(m)) for name, m in model.named_modules() if name and isinstance(m, types)]
+    like = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if like is not None:  # learnable pools: their parameters where the model's are
+        for _, new, _ in plan:
+            new.to(device=like.device, dtype=like.dtype)
     report = _report(model, [], [])
     report.extend(_apply(model, plan))
     return report
@@ -481,7 +486,9 @@ def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: b
         if base == "lps":
             if channels is None:
                 raise ValueError(f"{name}: method='lps' needs a channel count: no conv or norm layer precedes it")
-            return create_pool("lps", dim=d, kernel_size=factor, channels=channels, **params)
+            # the scorer's parameters where the layer's are (device, dtype)
+            where = {} if like is None else {"device": like.device, "dtype": like.dtype}
+            return create_pool("lps", dim=d, kernel_size=factor, channels=channels, **{**where, **params})
         return create_pool("aps", dim=d, kernel_size=factor, **params)
 
     subs: list[_Sub] = []
@@ -490,11 +497,12 @@ def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: b
     skipped: list[Skip] = []
     kinds: dict[str, Any] = {}
     channels: int | None = None
+    like: Tensor | None = None  # the weight of the closest conv or norm layer so far
     for name, m in model.named_modules():
         if not name:
             continue
         if isinstance(m, _CONVS):
-            channels = m.out_channels
+            channels, like = m.out_channels, m.weight
             d = _dim(m)
             padding = _conv_padding(m)
             if _strided(m.stride):
@@ -521,6 +529,8 @@ def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: b
         elif isinstance(m, _NORMS):
             if hasattr(m, "num_features"):
                 channels = int(getattr(m, "num_features"))  # noqa: B009
+            if isinstance(getattr(m, "weight", None), Tensor):
+                like = getattr(m, "weight")  # noqa: B009
             kinds[name] = "keep"
         elif isinstance(m, (*_ACTIVATIONS, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
             kinds[name] = "keep"
