@@ -438,3 +438,12 @@ def test_new_layers_take_the_models_mode_dtype_and_device():
         scorers = [m for m in net.modules() if isinstance(m, pnn.LpsPool2d)]
         assert scorers and all(p.dtype == torch.float64 for m in scorers for p in m.parameters())
         assert all(p.device == net.fc.weight.device for m in scorers for p in m.parameters())
+
+
+def test_ceil_mode_pools_are_converted_by_make_shift_invariant():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(3, 2, ceil_mode=True),
+                        nn.AvgPool2d(2, ceil_mode=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()).double().eval()
+    report = make_shift_invariant(net)
+    assert [c.name for c in report] == ["0", "1", "2"] and not report.skipped
+    assert _invariant(net, (2, 13, 13)) <= 1e-9
