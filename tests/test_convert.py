@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import pytest
@@ -447,3 +448,12 @@ def test_ceil_mode_pools_are_converted_by_make_shift_invariant():
     report = make_shift_invariant(net)
     assert [c.name for c in report] == ["0", "1", "2"] and not report.skipped
     assert _invariant(net, (2, 13, 13)) <= 1e-9
+
+
+def test_surgery_on_the_meta_device():
+    with torch.device("meta"):
+        net = TinyResNet()
+    for method in ("aps", "lps"):
+        report = make_shift_invariant(copy.deepcopy(net), method)
+        assert report.tied == [("layer2.conv1", "layer2.downsample.0")]
+    assert antialias(copy.deepcopy(net))

@@ -167,8 +167,15 @@ def _apply(model: nn.Module, plan: Iterable[tuple[str, nn.Module | None, str]]) 
             parent, attr = _parent(model, name)
             new.train(getattr(parent, attr).training)  # a new module runs in the mode of the one it replaces
             setattr(parent, attr, new)
-        changes.append(Change(name, before, repr(new)))
+        changes.append(Change(name, before, _repr(new)))
     return changes
+
+
+def _repr(m: nn.Module) -> str:
+    try:
+        return repr(m)
+    except RuntimeError as err:  # e.g. a module whose extra_repr reads a meta tensor's value
+        return f"{type(m).__name__}(...)  [repr failed: {err}]"
 
 
 def swap_pools(model: nn.Module, spec: str, types: Sequence[type[nn.Module]] | None = None) -> Report:
