@@ -178,7 +178,12 @@ class PhaseFollower(nn.Module):
     """Subsamples at the phase its :class:`PhaseLeader` chose for the same grid in this forward pass.
 
     In training an LPS leader mixes its candidates; the follower then takes the most
-    likely one. See :class:`PhaseLeader` for an example.
+    likely one. The phase travels through a :class:`PhaseLink` shared by the two
+    modules, set by the leader and used once by each follower in the same forward
+    pass: run one forward at a time per model copy (``DistributedDataParallel``
+    keeps a copy per process; ``nn.DataParallel``'s threads would share the link).
+    A follower called without its leader raises ``RuntimeError``. See
+    :class:`PhaseLeader` for an example.
     """
 
     def __init__(self, link: PhaseLink, factor: tuple[int, ...], name: str = "") -> None:
