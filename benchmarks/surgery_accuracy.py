@@ -29,6 +29,8 @@ from poolkit.lab.train import train_model
 from poolkit.measure import consistency
 from zoo import resnet18
 
+KINDS = ("as trained", "antialias", "aps tied", "aps untied", "lps tied", "lps untied")
+
 
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -72,6 +74,7 @@ def main() -> None:
     ap.add_argument("--finetune-steps", type=int, default=300)
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--surgeries", default=",".join(KINDS), help=f"comma-separated, from {', '.join(KINDS)}")
     args = ap.parse_args()
     torch.set_num_threads(1)
     ds = load_dataset("digits-shift", seed=args.seed)
@@ -89,14 +92,18 @@ def main() -> None:
             make_shift_invariant(net, "aps")
         elif kind == "aps untied":
             make_shift_invariant(net, "aps", tie_phases=False)
-        elif kind == "lps tied":
+        elif kind.startswith("lps"):
             torch.manual_seed(args.seed)
-            make_shift_invariant(net, "lps")
+            make_shift_invariant(net, "lps", tie_phases=kind == "lps tied")
         return net.eval()
 
     rows = []
     tune = TrainConfig(steps=args.finetune_steps, lr=1e-3)
-    for kind in ("as trained", "antialias", "aps tied", "aps untied", "lps tied"):
+    kinds = [k.strip() for k in args.surgeries.split(",") if k.strip()]
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise SystemExit(f"--surgeries: unknown {', '.join(unknown)}; accepted: {', '.join(KINDS)}")
+    for kind in kinds:
         for after in ("none", "bn", "tune"):
             if kind == "as trained" and after == "bn":
                 continue
