@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import pytest
@@ -159,14 +160,22 @@ def test_antialias_resnet():
     shape = net(x).shape
     changes = antialias(net, filt=4)
     names = [c.name for c in changes]
-    assert names == ["conv1", "maxpool", "layer2.conv1", "layer2.downsample.0"]
+    # the blur goes after the activation that alone takes the conv's output (found by torch.fx)
+    assert names == ["conv1", "relu", "maxpool", "layer2.conv1", "layer2.bn1", "layer2.downsample.0"]
     assert isinstance(net.maxpool, pnn.MaxBlurPool2d) and net.maxpool.stride == (2, 2)
-    assert isinstance(net.conv1, nn.Sequential) and net.conv1[0].stride == (1, 1)
-    assert isinstance(net.conv1[1], pnn.BlurPool2d) and net.conv1[1].filt == 4
+    assert isinstance(net.conv1, nn.Conv2d) and net.conv1.stride == (1, 1)
+    assert isinstance(net.relu[1], pnn.BlurPool2d) and net.relu[1].filt == 4
     assert changes[0].before.startswith("Conv2d") and "stride=(2, 2)" in changes[0].before
+    # layer2's relu is called twice: a copy of it, with the blur, follows bn1
+    assert isinstance(net.layer2.bn1[1], nn.ReLU) and isinstance(net.layer2.bn1[2], pnn.BlurPool2d)
+    assert isinstance(net.layer2.downsample[0], nn.Sequential)  # the shortcut has no activation: blur after conv
     assert weights_kept(net, before)
     with torch.no_grad():
         assert net(x).shape == shape
+        b, h = net.layer2, torch.rand(2, 8, 9, 9, dtype=torch.float64)
+        blur = net.layer2.bn1[2]
+        main = b.bn2(b.conv2(blur(torch.relu(b.bn1[0](b.conv1(h))))))  # conv, norm, ReLU, blur: Zhang's order
+        torch.testing.assert_close(b(h), torch.relu(main + b.downsample(h)))
 
 
 def test_antialias_series_model_blurs_after_the_activation():
@@ -208,8 +217,10 @@ def test_antialias_makes_a_strided_layer_more_shift_stable():
 def test_antialias_bad_input():
     with pytest.raises(ValueError, match="filt"):
         antialias(resnet(), filt=0)
-    with pytest.raises(ValueError, match="ceil_mode"):
-        antialias(nn.Sequential(nn.MaxPool2d(2, ceil_mode=True)))
+    net = nn.Sequential(nn.MaxPool2d(2, ceil_mode=True))
+    report = antialias(net)  # left as it was, and said so
+    assert not report and [s.name for s in report.skipped] == ["0"] and "ceil_mode" in report.skipped[0].reason
+    assert isinstance(net[0], nn.MaxPool2d)
 
 
 # ---------------------------------------------------------------- make_shift_invariant
@@ -264,3 +275,185 @@ def test_make_shift_invariant_blur_and_spec_parameters():
     assert net[0][1].norm == "l1" and net(x).shape == shape
     with pytest.raises(ValueError, match="method"):
         make_shift_invariant(volume_model(), method="fft")
+
+
+# ---------------------------------------------------------------- even kernels, tied phases, the report
+
+
+def _invariant(net, shape, n=10, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((1, *shape), generator=gen, dtype=torch.float64)
+    dims = tuple(range(2, x.ndim))
+    xs = [x] + [x.roll(tuple(int(torch.randint(1, s, (1,), generator=gen)) for s in shape[1:]), dims)
+                for _ in range(n)]
+    with torch.no_grad():
+        out = net(torch.cat(xs))
+    return (out - out[:1]).abs().max().item()
+
+
+_POOL = {1: (nn.MaxPool1d, nn.AvgPool1d, nn.Conv1d), 2: (nn.MaxPool2d, nn.AvgPool2d, nn.Conv2d),
+         3: (nn.MaxPool3d, nn.AvgPool3d, nn.Conv3d)}
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("kernel,stride,dilation,stat", [
+    (2, 2, 1, "max"), (4, 2, 1, "max"), (3, 2, 2, "max"), (2, 2, 2, "max"), (2, 2, 1, "avg"), (4, 4, 1, "avg"),
+    (2, 2, 1, "conv"), (4, 2, 1, "conv"), (3, 3, 2, "conv"),
+])
+def test_even_kernels_keep_the_size_under_circular_padding(dim, kernel, stride, dilation, stat):
+    torch.manual_seed(0)
+    maxp, avgp, conv = _POOL[dim]
+    if stat == "max":
+        layer = maxp(kernel, stride, dilation=dilation)
+    elif stat == "avg":
+        layer = avgp(kernel, stride)
+    else:
+        layer = conv(3, 3, kernel, stride, padding=kernel // 2 - 1 if kernel % 2 == 0 else 0, dilation=dilation)
+    net = nn.Sequential(conv(2, 3, 3, padding=1), nn.ReLU(), layer, getattr(nn, f"AdaptiveAvgPool{dim}d")(1),
+                        nn.Flatten()).double().eval()
+    make_shift_invariant(net)
+    dense = net[2][:-1]  # the stride-1 part (pad + conv, or the dense pool)
+    for n in (12, 11):
+        x = torch.randn((1, 3) + (n,) * dim, dtype=torch.float64)
+        with torch.no_grad():
+            assert dense(x).shape == x.shape, f"{net[2]} changes the size {n}"
+        assert _invariant(net, (2,) + (n,) * dim, n=10) <= 1e-9
+
+
+def test_same_padding_split_is_torchs():
+    # kernel 4: three cells of padding, one before and two after, as torch's padding="same"
+    pool = nn.Sequential(nn.MaxPool1d(4, 2))
+    make_shift_invariant(pool)
+    x = torch.arange(8.0).view(1, 1, 8)
+    ref = nn.functional.max_pool1d(torch.cat([x[..., -1:], x, x[..., :2]], -1), 4, 1)
+    torch.testing.assert_close(pool[0][0](x), ref)
+    conv = nn.Sequential(nn.Conv1d(1, 1, 4, stride=2, bias=False))
+    make_shift_invariant(conv)
+    assert isinstance(conv[0][0], nn.CircularPad1d) and conv[0][0].padding == (1, 2)
+
+
+def test_follower_without_its_leader_says_so():
+    net = resnet()
+    make_shift_invariant(net)
+    follower = net.layer2.downsample
+    with pytest.raises(RuntimeError, match="no phase from its leader 'layer2.conv1'"):
+        follower(torch.rand(1, 8, 8, 8, dtype=torch.float64))
+    net(torch.rand(2, 3, 16, 16, dtype=torch.float64))  # the leader runs first in forward: fine
+    with pytest.raises(RuntimeError, match="no phase"):  # the phase is used once per forward, then dropped
+        follower(torch.rand(2, 8, 4, 4, dtype=torch.float64))
+
+
+class Functional(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.shared = nn.Conv2d(4, 4, 1, stride=2)
+
+    def forward(self, x):
+        x = nn.functional.avg_pool2d(self.conv(x), 2)
+        x = self.shared(self.shared(x))  # one module called twice
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+
+class Branchy(nn.Module):
+    """Data-dependent control flow at the top; a traceable block inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.block = BasicBlock(8, 16, stride=2)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2))
+
+    def forward(self, x):
+        x = self.stem(x)
+        if x.mean() > 0:
+            x = -x
+        return self.head(self.block(x))
+
+
+def test_report_names_functional_calls_shared_layers_and_unsupported_layers():
+    for fn in (make_shift_invariant, antialias, lambda m: swap_pools(m, "lp:p=2")):
+        report = fn(Functional())
+        assert ("(model)", "avg_pool2d() in forward") in [(s.name, s.what) for s in report.skipped]
+        assert not any("adaptive" in s.what for s in report.skipped)  # a global pool is fine
+    report = make_shift_invariant(Functional())
+    assert ("shared", "called more than once in forward") in [(s.name, s.what) for s in report.skipped]
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.PixelUnshuffle(2), nn.AdaptiveMaxPool2d((3, 3)), nn.Unfold(2))
+    report = make_shift_invariant(net)
+    assert [s.name for s in report.skipped] == ["0", "1", "2", "3"] and not report
+    assert "unpadded" in report.skipped[0].reason and "padding='same'" in report.skipped[0].reason
+    for fn in (make_shift_invariant, antialias):
+        seg = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2, return_indices=True))
+        seg_report = fn(seg)
+        assert [s.name for s in seg_report.skipped] == ["1"] and "MaxUnpool" in seg_report.skipped[0].reason
+        assert isinstance(seg[1], nn.MaxPool2d)
+    text = report.text()
+    assert "left as they were (4):" in text and "  1: PixelUnshuffle(downscale_factor=2): subsamples" in text
+
+
+def test_untraceable_model_falls_back_per_module_and_says_so():
+    torch.manual_seed(0)
+    net = Branchy().double().eval()
+    report = make_shift_invariant(net)
+    assert [s.name for s in report.untraced] == ["(model)"] and "control flow" in report.untraced[0].reason
+    assert report.tied == [("block.conv1", "block.downsample.0")]  # the block is traced on its own
+    assert _invariant(net, (3, 12, 12)) <= 1e-9
+    assert "not traced by torch.fx (1):" in report.text()
+
+
+def test_report_is_a_list_of_changes():
+    report = make_shift_invariant(resnet())
+    assert isinstance(report, list) and report.changes == list(report) and report.untraced == []
+    assert report.tied == [("layer2.conv1", "layer2.downsample.0")]
+    with pytest.raises(TypeError, match="tie_phases"):
+        make_shift_invariant(resnet(), tie_phases="yes")
+    with pytest.raises(ValueError, match="padding_mode"):
+        antialias(resnet(), padding_mode="wrap")
+
+
+def test_lp_pool_becomes_dense_lp_then_aps():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.LPPool2d(3, 2), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten()).double().eval()
+    x = torch.rand(1, 3, 10, 10, dtype=torch.float64)
+    with torch.no_grad():
+        ref = nn.functional.lp_pool2d(x, 3, 2, 1)
+    make_shift_invariant(net)
+    with torch.no_grad():
+        dense = net[2][0](x)
+    assert dense.shape == x.shape  # the dense part: torch's LP pool at stride 1, wrapped after the end
+    torch.testing.assert_close(dense[..., :9, :9], ref)
+    assert _invariant(net, (2, 11, 11)) <= 1e-9
+
+
+def test_new_layers_take_the_models_mode_dtype_and_device():
+    for training in (False, True):
+        for fn in (lambda m: make_shift_invariant(m, "lps"), antialias,
+                   lambda m: swap_pools(m, "lps:channels=8", types=[nn.MaxPool2d])):
+            net = resnet().train(training)
+            fn(net)
+            assert all(m.training == training for m in net.modules())
+    for fn in (lambda m: make_shift_invariant(m, "lps"), lambda m: swap_pools(m, "lps:channels=8", [nn.MaxPool2d])):
+        net = resnet()  # float64
+        fn(net)
+        scorers = [m for m in net.modules() if isinstance(m, pnn.LpsPool2d)]
+        assert scorers and all(p.dtype == torch.float64 for m in scorers for p in m.parameters())
+        assert all(p.device == net.fc.weight.device for m in scorers for p in m.parameters())
+
+
+def test_ceil_mode_pools_are_converted_by_make_shift_invariant():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(3, 2, ceil_mode=True),
+                        nn.AvgPool2d(2, ceil_mode=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()).double().eval()
+    report = make_shift_invariant(net)
+    assert [c.name for c in report] == ["0", "1", "2"] and not report.skipped
+    assert _invariant(net, (2, 13, 13)) <= 1e-9
+
+
+def test_surgery_on_the_meta_device():
+    with torch.device("meta"):
+        net = TinyResNet()
+    for method in ("aps", "lps"):
+        report = make_shift_invariant(copy.deepcopy(net), method)
+        assert report.tied == [("layer2.conv1", "layer2.downsample.0")]
+    assert antialias(copy.deepcopy(net))

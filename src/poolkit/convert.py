@@ -1,8 +1,11 @@
 """Model surgery: swap pooling layers, anti-alias a network, make it shift-invariant.
 
 Each function edits the model in place (weights are kept: convolutions are the
-same objects, with ``stride`` or ``padding_mode`` changed) and returns the list
-of :class:`Change` records. A strided convolution becomes
+same objects, with ``stride`` or ``padding_mode`` changed) and returns a
+:class:`Report`: the list of :class:`Change` records, with what it left as it was
+(``.skipped``: layers it cannot convert, functional pooling calls found by
+``torch.fx``), the layers sharing one phase (``.tied``) and the parts ``torch.fx``
+could not trace (``.untraced``). A strided convolution becomes
 ``nn.Sequential(conv_at_stride_1, pool)``, so its parameter names gain a ``.0``
 (``conv1.weight`` -> ``conv1.0.weight``). Every replacement is planned before any
 is made, so an error leaves the model untouched.
@@ -21,18 +24,11 @@ from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
-from . import nn as pnn
+from ._surgery import Change, PhaseFollower, PhaseLeader, PhaseLink, Report, Skip, analyse
 from .registry import create_pool, get_pool_class, parse_spec
 
-__all__ = ["POOL_TYPES", "Change", "RatioPool", "antialias", "make_shift_invariant", "swap_pools"]
-
-
-class Change(NamedTuple):
-    """One edit: the module's qualified name and its ``repr`` before and after."""
-
-    name: str
-    before: str
-    after: str
+__all__ = ["POOL_TYPES", "Change", "PhaseFollower", "PhaseLeader", "RatioPool", "Report", "Skip", "antialias",
+           "make_shift_invariant", "swap_pools"]
 
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -77,6 +73,7 @@ class RatioPool(nn.Module):
 
     Example:
         >>> import torch
+        >>> from poolkit import nn as pnn
         >>> RatioPool(pnn.MaxPool2d(output_size=1), 0.5)(torch.rand(1, 2, 9, 9)).shape
         torch.Size([1, 2, 4, 4])
     """
@@ -168,12 +165,20 @@ def _apply(model: nn.Module, plan: Iterable[tuple[str, nn.Module | None, str]]) 
             new = model.get_submodule(name)
         else:
             parent, attr = _parent(model, name)
+            new.train(getattr(parent, attr).training)  # a new module runs in the mode of the one it replaces
             setattr(parent, attr, new)
-        changes.append(Change(name, before, repr(new)))
+        changes.append(Change(name, before, _repr(new)))
     return changes
 
 
-def swap_pools(model: nn.Module, spec: str, types: Sequence[type[nn.Module]] | None = None) -> list[Change]:
+def _repr(m: nn.Module) -> str:
+    try:
+        return repr(m)
+    except RuntimeError as err:  # e.g. a module whose extra_repr reads a meta tensor's value
+        return f"{type(m).__name__}(...)  [repr failed: {err}]"
+
+
+def swap_pools(model: nn.Module, spec: str, types: Sequence[type[nn.Module]] | None = None) -> Report:
     """Replace every torch pooling module by the poolkit pool of ``spec``, with the same geometry.
 
     Window pools keep ``kernel_size``, ``stride``, ``padding``, ``dilation``,
@@ -190,7 +195,8 @@ def swap_pools(model: nn.Module, spec: str, types: Sequence[type[nn.Module]] | N
         types: torch pooling classes to replace; default :data:`POOL_TYPES` (1-D to 3-D).
 
     Returns:
-        One :class:`Change` per replaced module.
+        A :class:`Report`: one :class:`Change` per replaced module; functional pooling
+        calls found in a ``forward`` (by ``torch.fx``) in ``.skipped``.
 
     Example:
         >>> import torch
@@ -204,7 +210,13 @@ def swap_pools(model: nn.Module, spec: str, types: Sequence[type[nn.Module]] | N
     if not all(isinstance(t, type) and issubclass(t, nn.Module) for t in types):
         raise TypeError(f"types must be torch.nn.Module classes, got {types!r}")
     plan = [(name, _build_pool(spec, m), repr(m)) for name, m in model.named_modules() if name and isinstance(m, types)]
-    return _apply(model, plan)
+    like = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if like is not None:  # learnable pools: their parameters where the model's are
+        for _, new, _ in plan:
+            new.to(device=like.device, dtype=like.dtype)
+    report = _report(model, [], [])
+    report.extend(_apply(model, plan))
+    return report
 
 
 def _strided(stride: Any) -> bool:
@@ -237,27 +249,85 @@ def _restride(conv: nn.Module) -> nn.Module:
     return conv
 
 
-def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool = True) -> list[Change]:
+def _same_pads(kernel: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[int, ...]:
+    """``F.pad`` amounts (last dim first) of torch's "same" rule: ``dilation (k - 1)`` in all, the extra cell after."""
+    pads: list[int] = []
+    for k, d in zip(reversed(kernel), reversed(dilation)):
+        total = d * (k - 1)
+        pads += [total // 2, total - total // 2]
+    return tuple(pads)
+
+
+def _conv_padding(m: nn.Module) -> str:
+    """``"same"`` (keeps the size at stride 1), ``"none"`` (no padding) or ``"other"``."""
+    d = _dim(m)
+    k, dil = _tuple(m.kernel_size, d), _tuple(m.dilation, d)  # type: ignore[attr-defined]
+    pad = m.padding  # type: ignore[attr-defined]
+    if pad == "same" or all(ki == 1 for ki in k):
+        return "same"
+    if pad == "valid" or all(p == 0 for p in _tuple(pad, d)):
+        return "none"
+    if all(2 * p == di * (ki - 1) for p, di, ki in zip(_tuple(pad, d), dil, k)):
+        return "same"
+    return "other"
+
+
+_UNSUPPORTED = (nn.FractionalMaxPool2d, nn.FractionalMaxPool3d, nn.PixelUnshuffle, nn.Unfold)
+
+
+def _common_skips(name: str, m: nn.Module, skipped: list[Skip]) -> None:
+    if isinstance(m, _UNSUPPORTED):
+        skipped.append(Skip(name, repr(m), "subsamples at a fixed grid and has no shift-robust replacement here"))
+    elif isinstance(m, _ADAPTIVE) and not all(v == 1 for v in _tuple(m.output_size, 1) if v is not None):
+        skipped.append(Skip(name, repr(m), "adaptive pool to a size above 1: its bins move with the input size, "
+                                           "not with a shift (exact invariance is lost here)"))
+
+
+def _report(model: nn.Module, changes: list[Change], skipped: list[Skip], kind: Any = None,
+            tied: Any = ()) -> Report:
+    analysis = analyse(model, kind or (lambda name: None))
+    return Report(changes, skipped + analysis.skipped, tied, analysis.untraced)
+
+
+_BLUR_MODES = ("reflect", "replicate", "zeros", "circular")
+_INDICES = "return_indices=True: a MaxUnpool downstream needs the indices of this exact pooling"
+
+
+def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool = True,
+              padding_mode: str = "reflect") -> Report:
     """Zhang's anti-aliasing recipe on any model, 1-D to 3-D.
 
     - ``MaxPool(k, s, p)`` with ``s > 1`` -> ``maxblur(k, s, p, filt)`` (dense max, then blurpool);
     - ``AvgPool`` with ``s > 1`` -> ``blurpool(s, filt)``;
-    - ``Conv(stride=s > 1)`` -> the same conv at stride 1, then ``blurpool(s, filt)``; when the
-      conv sits in an ``nn.Sequential`` and an activation follows it (norm layers may come
-      between), the blur goes after that activation instead.
+    - ``Conv(stride=s > 1)`` -> the same conv at stride 1, then ``blurpool(s, filt)``; where
+      an activation follows it (a norm layer may come between: next in an ``nn.Sequential``,
+      or the only consumer of its output in the ``torch.fx`` graph), the blur goes after the
+      activation, as antialiased-cnns' ResNets have it. A ReLU/ReLU6 that is called again
+      elsewhere (torchvision's shared ``self.relu``) or is functional gets a copy, with the
+      blur, after the norm layer: the original ReLU then changes nothing. A conv with
+      circular padding gets a circular blur.
+
+    The blur pads with ``padding_mode`` (``"reflect"`` as antialiased-cnns; reflection
+    needs ``filt // 2`` below every map size it meets, so small maps at the end of a
+    deep net want ``"replicate"``, ``"zeros"`` or ``"circular"``).
 
     Output sizes are unchanged (blurpool gives ``ceil(L / s)``, the size of a
-    "same"-padded strided layer; maxblur keeps max pooling's size).
+    "same"-padded strided layer; maxblur keeps max pooling's size). What cannot be
+    anti-aliased is left as it was and reported: pools with ``ceil_mode=True``,
+    ``LPPool``, fractional pools, functional pooling calls in a ``forward`` (found by
+    ``torch.fx``).
 
     Args:
         model: any module; edited in place.
         filt: binomial filter size.
         convs: anti-alias strided convolutions.
         pools: anti-alias strided max and average pooling.
+        padding_mode: the blur's border: ``"reflect"``, ``"replicate"``, ``"zeros"`` or ``"circular"``.
 
     Returns:
-        One :class:`Change` per edited module (a conv followed by an activation
-        gives two: the conv at stride 1, and the activation with the blur).
+        A :class:`Report`: one :class:`Change` per edited module (a conv followed by an
+        activation gives two: the conv at stride 1, and the activation with the blur),
+        and in ``.skipped`` / ``.untraced`` what was left as it was.
 
     Example:
         >>> import torch
@@ -269,119 +339,249 @@ def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool =
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(filt, bool) or not isinstance(filt, int) or filt < 1:
         raise ValueError(f"filt must be an int >= 1, got {filt!r}")
+    if padding_mode not in _BLUR_MODES:
+        raise ValueError(f"padding_mode must be one of {_BLUR_MODES}, got {padding_mode!r}")
     plan: list[tuple[str, nn.Module | None, str]] = []
     restride: list[nn.Module] = []
+    skipped: list[Skip] = []
+    strided = {name: ("sub", tuple(m.stride)) for name, m in model.named_modules()
+               if convs and isinstance(m, _CONVS) and _strided(m.stride)}
+    analysis = analyse(model, strided.get)
+    after = analysis.after
     for name, m in model.named_modules():
         if not name:
             continue
-        if pools and isinstance(m, _MAX) and _strided(_factor(m)):
-            if m.ceil_mode:
-                raise ValueError(f"{name}: maxblur has no ceil_mode; got {m!r}")
-            cls = get_pool_class("maxblur", _dim(m))
-            plan.append((name, cls(m.kernel_size, _factor(m), m.padding, m.dilation, filt=filt), repr(m)))
-        elif pools and isinstance(m, _AVG) and _strided(_factor(m)):
-            if m.ceil_mode:
-                raise ValueError(f"{name}: blurpool has no ceil_mode; got {m!r}")
-            plan.append((name, get_pool_class("blurpool", _dim(m))(_factor(m), filt=filt), repr(m)))
-        elif convs and isinstance(m, _CONVS) and _strided(m.stride):
-            blur = get_pool_class("blurpool", _dim(m))(tuple(m.stride), filt=filt)
-            act = _after_activation(model, name)
-            restride.append(m)
-            if act is None:
-                plan.append((name, nn.Sequential(m, blur), repr(m)))
+        if pools and isinstance(m, _MAX + _AVG + _LP) and _strided(_factor(m)):
+            if getattr(m, "return_indices", False):
+                skipped.append(Skip(name, repr(m), _INDICES))
+            elif getattr(m, "ceil_mode", False):
+                skipped.append(Skip(name, repr(m), "ceil_mode=True: maxblur and blurpool give floor-mode sizes, "
+                                                   "so the output shape would change"))
+            elif isinstance(m, _LP):
+                skipped.append(Skip(name, repr(m), "LPPool has no anti-aliased form here"))
+            elif isinstance(m, _MAX):
+                new = create_pool("maxblur", dim=_dim(m), kernel_size=m.kernel_size, stride=_factor(m),
+                                  padding=m.padding, dilation=m.dilation, filt=filt, blur_padding_mode=padding_mode)
+                plan.append((name, new, repr(m)))
             else:
+                blur = create_pool("blurpool", dim=_dim(m), kernel_size=_factor(m), filt=filt,
+                                   padding_mode=padding_mode)
+                plan.append((name, blur, repr(m)))
+        elif convs and isinstance(m, _CONVS) and _strided(m.stride):
+            mode = "circular" if m.padding_mode == "circular" else padding_mode
+            blur = create_pool("blurpool", dim=_dim(m), kernel_size=tuple(m.stride), filt=filt, padding_mode=mode)
+            act = _after_activation(model, name)
+            host, relu = None, None
+            if act is None and name in after:
+                norm, act_name, once, act_type = after[name]
+                if act_name is not None and once:
+                    act = act_name
+                elif act_type in (nn.ReLU, nn.ReLU6):
+                    # the activation is shared (torchvision's self.relu) or functional: blur after a copy of it;
+                    # the original then changes nothing (ReLU of a blur of non-negative values)
+                    host, relu = norm, act_type()
+            restride.append(m)
+            if act is not None:
                 plan.append((name, None, repr(m)))
                 a = model.get_submodule(act)
                 plan.append((act, nn.Sequential(a, blur), repr(a)))
+            elif relu is not None and host is not None:
+                plan.append((name, None, repr(m)))
+                h = model.get_submodule(host)
+                plan.append((host, nn.Sequential(h, relu, blur), repr(h)))
+            elif relu is not None:
+                plan.append((name, nn.Sequential(m, relu, blur), repr(m)))
+            else:
+                plan.append((name, nn.Sequential(m, blur), repr(m)))
+        else:
+            _common_skips(name, m, skipped)
     for conv in restride:
         _restride(conv)
-    return _apply(model, plan)
+    return Report(_apply(model, plan), skipped + analysis.skipped, (), analysis.untraced)
 
 
 _METHODS = ("aps", "lps", "blur")
 
 
-def make_shift_invariant(model: nn.Module, method: str = "aps") -> list[Change]:
+class _Sub(NamedTuple):
+    """A planned subsampling: ``Sequential(*parts, pool)`` replaces module ``name``."""
+
+    name: str
+    parts: list[nn.Module]
+    pool: nn.Module
+    factor: tuple[int, ...]
+    before: str
+
+
+def _dense(kind: str, m: nn.Module) -> nn.Module:
+    """Pool ``m`` at stride 1 with circular "same" padding (the input's size, every window wrapped)."""
+    d = _dim(m)
+    geo: dict[str, Any] = {"kernel_size": getattr(m, "kernel_size"), "stride": 1, "padding": "same",  # noqa: B009
+                           "padding_mode": "circular"}
+    if kind == "max":
+        return create_pool("max", dim=d, dilation=getattr(m, "dilation"), **geo)  # noqa: B009
+    if kind == "avg":
+        if getattr(m, "divisor_override", None) is not None:
+            geo["divisor_override"] = getattr(m, "divisor_override")  # noqa: B009
+        return create_pool("avg", dim=d, **geo)
+    cls = get_pool_class("lp", d)
+    geo["norm_type" if "norm_type" in inspect.signature(cls).parameters else "p"] = getattr(m, "norm_type")  # noqa: B009
+    return create_pool("lp", dim=d, **geo)
+
+
+def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: bool = True) -> Report:
     """Make a convolutional model invariant to circular shifts of its input.
 
     Every convolution with padding gets ``padding_mode="circular"``; wherever a
-    stride subsamples (strided conv, max or average pooling), the layer runs at
-    stride 1 (pools with circular padding) and a polyphase pool does the
-    subsampling:
+    stride subsamples (strided conv, max, average or LP pooling), the layer runs at
+    stride 1 with circular padding that keeps its input's size (``dilation (k - 1)``
+    cells in all, split as torch's ``padding="same"``: the extra cell of an even
+    kernel after), and a polyphase pool does the subsampling:
 
-    - ``"aps"``: adaptive polyphase sampling; with "same"-padded layers and a
-      global pool at the end, the model's output is the same for every circular
-      shift (to float tolerance), at any input size.
+    - ``"aps"``: adaptive polyphase sampling; with such layers and a global pool at
+      the end, the model's output is the same for every circular shift (to float
+      tolerance), at any input size (the output of a subsampling is ``ceil(L / s)``).
     - ``"lps"``: learnable polyphase sampling (exact in eval mode); its channel
       count is the conv's ``out_channels``, for pools that of the closest conv or
       norm layer registered before it.
     - ``"blur"``: blurpool with circular padding (approximate invariance only).
 
-    Adaptive pools with output size above 1 and unpadded convolutions with
-    kernel > 1 are left as they are; they break exact invariance.
+    With ``tie_phases`` (APS and LPS), the model is traced with ``torch.fx``; layers
+    that subsample the same grid (a residual block's strided ``conv1`` or ``conv2``
+    and its strided ``downsample``, parallel towers) share one phase: the first to run
+    (the main path in torchvision's blocks) chooses it, the others sample at it
+    (:class:`PhaseFollower`), so the shortcut lines up with the path it skips. A part
+    that cannot be traced is converted one layer at a time and named in ``.untraced``.
+
+    Left as they were, and reported in ``.skipped``: adaptive pools to a size above 1,
+    unpadded (or size-changing) stride-1 convolutions and pools with kernel > 1,
+    fractional pools, ``PixelUnshuffle``, ``Unfold``, functional pooling calls in a
+    ``forward``; each breaks exact invariance.
 
     Args:
         model: any module; edited in place.
         method: ``"aps"``, ``"lps"`` or ``"blur"``; a spec with parameters
             (``"aps:norm=l1"``, ``"blur:filt=5"``) is accepted too.
+        tie_phases: one phase per subsampled grid across branches (default); False gives
+            every subsampling its own APS/LPS.
 
     Returns:
-        One :class:`Change` per edited module.
+        A :class:`Report`: one :class:`Change` per edited module, ``.tied`` (groups
+        sharing a phase, leader first), ``.skipped`` and ``.untraced``.
 
     Example:
         >>> import torch
-        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...                     nn.AdaptiveAvgPool2d(1))
         >>> [c.name for c in make_shift_invariant(net)]
-        ['0']
+        ['0', '2']
+        >>> x = torch.rand(1, 3, 15, 15)
+        >>> torch.allclose(net(x), net(x.roll((4, 7), (2, 3))), atol=1e-6)
+        True
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(tie_phases, bool):
+        raise TypeError(f"tie_phases must be a bool, got {tie_phases!r}")
     base, params = parse_spec(method) if isinstance(method, str) else ("", {})
     if base not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS} (optionally with parameters), got {method!r}")
 
-    def pool(d: int, factor: tuple[int, ...], channels: int | None) -> nn.Module:
+    def pool(d: int, factor: tuple[int, ...], channels: int | None, name: str) -> nn.Module:
         if base == "blur":
-            return get_pool_class("blurpool", d)(factor, padding_mode="circular", **params)
+            return create_pool("blurpool", dim=d, kernel_size=factor, padding_mode="circular", **params)
         if base == "lps":
             if channels is None:
-                raise ValueError("method='lps' needs a channel count: no conv or norm layer precedes a pool")
-            return get_pool_class("lps", d)(factor, channels=channels, **params)
-        return get_pool_class("aps", d)(factor, **params)
+                raise ValueError(f"{name}: method='lps' needs a channel count: no conv or norm layer precedes it")
+            # the scorer's parameters where the layer's are (device, dtype)
+            where = {} if like is None else {"device": like.device, "dtype": like.dtype}
+            return create_pool("lps", dim=d, kernel_size=factor, channels=channels, **{**where, **params})
+        return create_pool("aps", dim=d, kernel_size=factor, **params)
 
+    subs: list[_Sub] = []
     plan: list[tuple[str, nn.Module | None, str]] = []
-    restride: list[nn.Module] = []
-    make_circular: list[nn.Module] = []
+    edits: list[tuple[nn.Module, dict[str, Any]]] = []
+    skipped: list[Skip] = []
+    kinds: dict[str, Any] = {}
     channels: int | None = None
+    like: Tensor | None = None  # the weight of the closest conv or norm layer so far
     for name, m in model.named_modules():
         if not name:
             continue
         if isinstance(m, _CONVS):
-            channels = m.out_channels
-            padded = m.padding == "same" or any(p > 0 for p in _tuple(m.padding, 1))
-            if _strided(m.stride):
-                restride.append(m)
-                plan.append((name, nn.Sequential(m, pool(_dim(m), tuple(m.stride), channels)), repr(m)))
-            elif padded and m.padding_mode != "circular":
-                plan.append((name, None, repr(m)))
-            if padded:
-                make_circular.append(m)
-        elif isinstance(m, _NORMS) and hasattr(m, "num_features"):
-            channels = int(getattr(m, "num_features"))  # noqa: B009
-        elif isinstance(m, _MAX + _AVG) and _strided(_factor(m)):
+            channels, like = m.out_channels, m.weight
             d = _dim(m)
-            if getattr(m, "ceil_mode", False):
-                raise ValueError(f"{name}: ceil_mode is not supported here; got {m!r}")
-            if isinstance(m, _MAX):
-                dense: nn.Module = pnn.MaxPool1d if d == 1 else (pnn.MaxPool2d if d == 2 else pnn.MaxPool3d)  # type: ignore[assignment]
-                dense = dense(m.kernel_size, 1, m.padding, m.dilation, padding_mode="circular")  # type: ignore[operator]
+            padding = _conv_padding(m)
+            if _strided(m.stride):
+                factor = tuple(m.stride)
+                parts: list[nn.Module] = [m]
+                if padding == "same":
+                    wraps = any(k > 1 for k in _tuple(m.kernel_size, d))
+                    edits.append((m, {"stride": (1,) * d, **({"padding_mode": "circular"} if wraps else {})}))
+                else:  # the stride-1 conv must keep the size: explicit circular "same" padding before it
+                    pads = _same_pads(_tuple(m.kernel_size, d), _tuple(m.dilation, d))
+                    parts = [getattr(nn, f"CircularPad{d}d")(pads), m]
+                    edits.append((m, {"stride": (1,) * d, "padding": (0,) * d, "padding_mode": "zeros"}))
+                subs.append(_Sub(name, parts, pool(d, factor, channels, name), factor, repr(m)))
+                kinds[name] = ("sub", factor)
+            elif padding == "same":
+                if m.padding_mode != "circular" and any(k > 1 for k in _tuple(m.kernel_size, d)):
+                    edits.append((m, {"padding_mode": "circular"}))
+                    plan.append((name, None, repr(m)))
+                kinds[name] = "keep"
             else:
-                cls = get_pool_class("avg", d)
-                dense = cls(m.kernel_size, 1, m.padding, padding_mode="circular")
-            plan.append((name, nn.Sequential(dense, pool(d, _factor(m), channels)), repr(m)))
-    for conv in restride:
-        _restride(conv)
-    for conv in make_circular:
-        setattr(conv, "padding_mode", "circular")  # noqa: B010
-    return _apply(model, plan)
+                skipped.append(Skip(name, repr(m), "unpadded or size-changing padding at stride 1: the map shrinks "
+                                    "or grows and loses the wrap-around windows (exact invariance is lost); "
+                                    "use padding='same'"))
+        elif isinstance(m, _NORMS):
+            if hasattr(m, "num_features"):
+                channels = int(getattr(m, "num_features"))  # noqa: B009
+            if isinstance(getattr(m, "weight", None), Tensor):
+                like = getattr(m, "weight")  # noqa: B009
+            kinds[name] = "keep"
+        elif isinstance(m, (*_ACTIVATIONS, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
+            kinds[name] = "keep"
+        elif isinstance(m, _MAX) and m.return_indices:
+            skipped.append(Skip(name, repr(m), _INDICES))
+        elif isinstance(m, _MAX + _AVG + _LP):
+            stat = "max" if isinstance(m, _MAX) else "avg" if isinstance(m, _AVG) else "lp"
+            d = _dim(m)
+            k = _tuple(m.kernel_size, d)
+            dil = _tuple(getattr(m, "dilation", 1), d)
+            if _strided(_factor(m)):
+                factor = _factor(m)
+                dense: list[nn.Module] = [] if all(v == 1 for v in k) else [_dense(stat, m)]
+                subs.append(_Sub(name, dense, pool(d, factor, channels, name), factor, repr(m)))
+                kinds[name] = ("sub", factor)
+            elif all(v == 1 for v in k):
+                kinds[name] = "keep"
+            elif all(2 * p == di * (v - 1) for p, di, v in zip(_tuple(getattr(m, "padding", 0), d), dil, k)):
+                plan.append((name, _dense(stat, m), repr(m)))
+                kinds[name] = "keep"
+            else:
+                skipped.append(Skip(name, repr(m), "stride-1 pool without 'same' padding: the map shrinks and "
+                                                   "loses the wrap-around windows (exact invariance is lost)"))
+        else:
+            _common_skips(name, m, skipped)
 
+    tied: list[tuple[str, ...]] = []
+    analysis = analyse(model, kinds.get)
+    if tie_phases and base in ("aps", "lps"):
+        by_name = {s.name: i for i, s in enumerate(subs)}
+        for group in analysis.groups:
+            lead = subs[by_name[group[0]]]
+            link = PhaseLink(lead.name, len(group) - 1)
+            lead.pool.return_phase = True  # type: ignore[assignment]
+            subs[by_name[group[0]]] = lead._replace(pool=PhaseLeader(lead.pool, link))
+            for follower in group[1:]:
+                f = subs[by_name[follower]]
+                subs[by_name[follower]] = f._replace(pool=PhaseFollower(link, f.factor, follower))
+            tied.append(tuple(group))
+    # every replacement is planned: now edit
+    for mod, attrs in edits:
+        for key, value in attrs.items():
+            setattr(mod, key, value)
+    changes = _apply(model, plan + [(s.name, nn.Sequential(*s.parts, s.pool), s.before) for s in subs])
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    changes.sort(key=lambda c: order.get(c.name, -1))
+    return Report(changes, skipped + analysis.skipped, tied, analysis.untraced)

@@ -46,6 +46,34 @@ NET_PY = textwrap.dedent(
         return nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool1d(2))
 
 
+    class Mixed(nn.Module):
+        # a functional pool in forward, a pool to 2x2, data-dependent control flow in a block
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+            self.block = Gate()
+            self.pool = nn.AdaptiveAvgPool2d(2)
+            self.fc = nn.Linear(16, 3)
+
+        def forward(self, x):
+            x = torch.nn.functional.max_pool2d(self.conv(x), 2)
+            return self.fc(torch.flatten(self.pool(self.block(x)), 1))
+
+
+    class Gate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x) if x.sum() > 0 else x
+
+
+    def mixed():
+        torch.manual_seed(0)
+        return Mixed()
+
+
     def not_a_model():
         return 42
     """
@@ -228,3 +256,19 @@ def test_cli(netfile: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "fix must be one of blur, aps" in res.output
     res = CliRunner().invoke(_app(), ["audit", "nothing-here", "--input-shape", "1,16,16"])
     assert res.exit_code == 2 and "neither an existing TorchScript file" in res.output
+
+
+def test_fix_says_what_it_could_not_do(netfile: Path, tmp_path: Path) -> None:
+    res = audit(load_model(f"{netfile}:mixed"), (1, 16, 16), n_samples=4, n_profile=2, fix="aps")
+    assert [c.name for c in res.changes] == ["conv", "block.conv"]
+    assert [(s.name, s.what) for s in res.changes.skipped] == [
+        ("pool", "AdaptiveAvgPool2d(output_size=2)"), ("(model)", "max_pool2d() in forward")]
+    assert [s.name for s in res.changes.untraced] == ["block"]
+    assert "control flow" in res.changes.untraced[0].reason
+    out = CliRunner().invoke(_app(), ["audit", f"{netfile}:mixed", "--input-shape", "1,16,16", "--fix", "aps",
+                                      "--samples", "4", "--profile-samples", "2", "--out", str(tmp_path / "m.png")])
+    assert out.exit_code == 0, out.output
+    text = out.output
+    assert "surgery (--fix aps): 2 change(s)" in text and "  conv: Conv2d(1, 4" in text
+    assert "left as they were (2):" in text and "  (model): max_pool2d() in forward: a functional call" in text
+    assert "not traced by torch.fx (1):" in text and "  block: data-dependent control flow" in text

@@ -52,7 +52,9 @@ class AuditResult:
         profile: per-layer invariance/equivariance of the model as given.
         consistency: classification consistency, or ``None`` (see ``notes``).
         fix: ``"blur"``, ``"aps"`` or ``None``.
-        changes: the :class:`poolkit.convert.Change` records of the surgery.
+        changes: the surgery's :class:`poolkit.convert.Report`: its :class:`~poolkit.convert.Change`
+            records, with what it left as it was (``.skipped``), the layers sharing one phase
+            (``.tied``) and the parts ``torch.fx`` could not trace (``.untraced``).
         fixed_model: the converted copy (``None`` without ``fix``).
         fixed_profile: its profile.
         fixed_consistency: its consistency.
@@ -106,12 +108,14 @@ class AuditResult:
                 parts.append(f"consistency {cons.consistency:.3f}   flip rate {cons.flip_rate:.3f}   "
                              f"top-class prob change {cons.prob_change:.4f}   "
                              f"({cons.mode} shifts up to {'x'.join(map(str, cons.max_shift))} px)")
-        if self.changes:
-            parts.append("\n".join([f"surgery (--fix {self.fix}), {len(self.changes)} change(s):",
-                                    *(f"  {c.name}: {_one_line(c.before)}  ->  {_one_line(c.after)}"
-                                      for c in self.changes)]))
-        elif self.fix is not None:
-            parts.append(f"surgery: --fix {self.fix} found nothing to change (no strided layer)")
+        if self.fix is not None:
+            from poolkit.convert import Report
+
+            report = self.changes if isinstance(self.changes, Report) else Report(self.changes)
+            text = report.text(f"surgery (--fix {self.fix})")
+            if not report:
+                text += " (no strided layer found)"
+            parts.append(text)
         parts.extend(f"note: {n}" for n in self.notes)
         return "\n\n".join(parts)
 
@@ -133,13 +137,9 @@ class AuditResult:
         return fig
 
 
-def _one_line(text: str) -> str:
-    """A module repr on one line (``Sequential(`` reprs span several)."""
-    return " ".join(line.strip() for line in text.splitlines())
-
-
 def parse_shape(text: str | Sequence[int]) -> tuple[int, ...]:
     """``"3,32,32"`` or ``"3x32x32"`` -> ``(3, 32, 32)``: channels then 1 to 3 spatial sizes, no batch dim."""
+    items: list[Any]
     if isinstance(text, str):
         items = [t for t in text.replace("x", ",").replace(" ", ",").split(",") if t]
     else:
@@ -388,7 +388,7 @@ def audit(
         fixed = copy.deepcopy(model)
         changes = convert.antialias(fixed) if fix == "blur" else convert.make_shift_invariant(fixed, method="aps")
         fixed.eval()
-        result.changes = list(changes)
+        result.changes = changes
         result.fixed_model = fixed
         result.fixed_profile, result.fixed_consistency = _measure(
             fixed, x, shift_list, mode, n_profile, seed, notes, "fixed model"
