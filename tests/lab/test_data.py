@@ -27,7 +27,7 @@ def test_valid_dataset_passes():
     "kw,match",
     [
         (dict(X_train=torch.randn(20, 16)), "shape"),
-        (dict(X_train=torch.randn(20, 1, 2, 2, 2)), "shape"),
+        (dict(X_train=torch.randn(20, 1, 2, 2, 2, 2)), "shape"),
         (dict(X_test=torch.randn(6, 2, 16)), "share"),
         (dict(X_train=torch.full((20, 1, 16), float("nan"))), "NaN or Inf"),
         (dict(X_test=torch.full((6, 1, 16), float("inf"))), "NaN or Inf"),
