@@ -201,10 +201,17 @@ class _Event:
     is_pool: bool
 
 
-def _trace(model: nn.Module, x: Tensor, also: str | None = None) -> tuple[list[_Event], Any]:
-    """Run ``model`` once (eval, no grad) recording outermost pools and linears (and ``also``) as they finish."""
+class _Stop(Exception):
+    """Raised by a hook to end a traced forward early."""
+
+
+def _trace(model: nn.Module, x: Tensor, stop_at: str | None = None) -> tuple[list[_Event], Any]:
+    """Run ``model`` once (eval, no grad) recording outermost pools and linears as they finish.
+
+    With ``stop_at``, the forward also records that module and ends right after it (output None).
+    """
     pools = set(pool_module_names(model))
-    watched = [(n, m) for n, m in model.named_modules() if n in pools or isinstance(m, nn.Linear) or n == also]
+    watched = [(n, m) for n, m in model.named_modules() if n in pools or isinstance(m, nn.Linear) or n == stop_at]
     events: list[_Event] = []
     handles = []
 
@@ -214,15 +221,20 @@ def _trace(model: nn.Module, x: Tensor, also: str | None = None) -> tuple[list[_
             xin = args[0] if args else None
             if isinstance(y, Tensor) and isinstance(xin, Tensor):
                 events.append(_Event(name, m, tuple(xin.shape), tuple(y.shape), name in pools))
+            if name == stop_at:
+                raise _Stop()
         return fn
 
     for n, m in watched:
         handles.append(m.register_forward_hook(hook(n)))
     was_training = model.training
     model.eval()
+    out = None
     try:
         with torch.no_grad():
             out = model(x)
+    except _Stop:
+        pass
     finally:
         for h in handles:
             h.remove()
@@ -244,8 +256,8 @@ def _check_output(out: Any, n: int, num_classes: int, where: str, when: str) -> 
 
 
 def _final_pool_and_head(events: list[_Event], where: str) -> tuple[_Event, _Event]:
-    expected = ("to apply the lever it must end in a global pool (a pooling module with one output position per axis, e.g. "
-                "nn.AdaptiveAvgPool2d(1)) followed, after flattening, by an nn.Linear classifier")
+    expected = ("to apply the lever it must end in a global pool (a pooling module with one output position per "
+                "axis, e.g. nn.AdaptiveAvgPool2d(1)) followed, after flattening, by an nn.Linear classifier")
     pool_idx = [i for i, e in enumerate(events) if e.is_pool]
     if not pool_idx:
         raise ValueError(f"{where}: the model has no pooling module; {expected}")
@@ -330,11 +342,14 @@ def build_model_for(model: ModelSpec, in_channels: int, num_classes: int, spatia
         except ValueError as err:
             raise ValueError(f"{where}: its pooling layers cannot take statistic {pool!r}: {err}") from err
     try:
-        events, _ = _trace(net, x, also=pool_ev.name)
+        events, _ = _trace(net, x, stop_at=pool_ev.name)
     except Exception as err:
         raise ValueError(f"{where}: with statistic {pool!r} in its pooling layers the model fails: "
                          f"{type(err).__name__}: {err}") from err
-    at = next(e.in_shape for e in events if e.name == pool_ev.name)
+    at = next((e.in_shape for e in events if e.name == pool_ev.name), None)
+    if at is None:
+        raise ValueError(f"{where}: with statistic {pool!r} in its pooling layers the final pool {pool_ev.name!r} "
+                         "is no longer reached by the forward")
     size, channels, dim = at[2:], at[1], len(at) - 2
     target = tuple(head_positions(n, lever) for n in size)
     try:

@@ -129,7 +129,8 @@ class LeverNet(nn.Module):
         c_in = in_channels
         size = tuple(spatial)
         for b, kern in enumerate(self.schedule.kernels):
-            layers += [_CONV[dim](c_in, channels, k, padding=k // 2, padding_mode=padding_mode), nn.ReLU()]
+            layers += [_CONV[dim](c_in, channels, k, padding=k // 2, padding_mode=padding_mode),  # type: ignore[arg-type]
+                       nn.ReLU()]
             last = b == blocks - 1
             c_in = channels
             if self.lever > 0:

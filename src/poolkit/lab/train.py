@@ -269,7 +269,7 @@ def _accuracy(logits: Tensor, y: Tensor) -> float:
 def _shift_list(spatial: tuple[int, ...], max_shift: int, seed: int, count: int = 4) -> list[tuple[int, ...]]:
     # Random non-zero shifts of up to max_shift per axis, fixed by the seed.
     rng = np.random.default_rng(seed)
-    out = []
+    out: list[tuple[int, ...]] = []
     while len(out) < count:
         s = tuple(int(v) for v in rng.integers(-max_shift, max_shift + 1, len(spatial)))
         if any(s):
