@@ -267,6 +267,15 @@ def test_custom_train_fn_replaces_the_builtin_loop(tmp_path):
         run_study(cfg, out=tmp_path)
 
 
+def test_unpicklable_callables_refused_with_workers(tmp_path):
+    cfg = StudyConfig(_npz_1d(tmp_path / "d.npz"), levers=[1], seeds=1, model=lambda c, k: None)
+    with pytest.raises(TypeError, match="model must be a module-level function when workers > 1"):
+        run_study(cfg, out=tmp_path, workers=2)
+    cfg = StudyConfig(cfg.dataset, levers=[1], seeds=1)
+    with pytest.raises(TypeError, match="train_fn must be a module-level function"):
+        run_study(cfg, out=tmp_path, workers=2, train_fn=lambda *a: None)
+
+
 def test_train_fn_gives_other_weights_than_the_builtin_loop(tmp_path):
     ds = load_dataset(_npz_1d(tmp_path / "d.npz"))
     cfg = TrainConfig(steps=4, batch_size=16, device="cpu")
@@ -358,3 +367,19 @@ def test_levernet_trials_record_compute(tmp_path):
     ds = Dataset("t", torch.rand(12, 1, 16), torch.arange(12) % 2, torch.rand(6, 1, 16), torch.arange(6) % 2, 2)
     m = run_trial(ds, "max", 0.5, 0, TrainConfig(steps=2, channels=4))
     assert all(m[k] > 0 for k in COMPUTE) and m["pool_flops_share"] < 1
+
+
+def levernet_like(in_channels, num_classes):
+    return nn.Sequential(nn.Conv1d(in_channels, 8, 5, padding=2), nn.ReLU(), nn.Conv1d(8, 8, 5, padding=2), nn.ReLU(),
+                         nn.AdaptiveMaxPool1d(1), nn.Flatten(), nn.Linear(8, num_classes))
+
+
+def test_generic_path_equals_levernet_on_the_same_network(tmp_path):
+    # LeverNet at λ = 1 and the same layers given as a user's factory: same weights, same trial.
+    ds = load_dataset(_npz_1d(tmp_path / "d.npz"))
+    cfg = TrainConfig(steps=6, channels=8, batch_size=16)
+    a = run_trial(ds, "max", 1.0, 2, cfg)
+    b = run_trial(ds, "max", 1.0, 2, cfg, model=levernet_like)
+    for m in (a, b):
+        m.pop("wall_s"), m.pop("forward_ms_per_sample")
+    assert a == b

@@ -354,13 +354,15 @@ def _waiting(study: Any) -> int:
 def _work(
     storage_url: str, name: str, config: StudyConfig, progress: bool, bar_total: int = 0, shared: bool = False,
     train_fn: TrainFn | None = None,
+    ds: Any = None,
 ) -> int:
     """Run queued grid points (or TPE trials) until none is left; return how many this process ran."""
     import optuna
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ds = load_dataset(config.dataset, train_size=config.train_size, seed=0, **config.data_options)
+    if ds is None:
+        ds = load_dataset(config.dataset, train_size=config.train_size, seed=0, **config.data_options)
     study = _load_or_create(storage_url, name, config, train_fn)
     objective = _objective(ds, config, progress, train_fn)
     bar = None
@@ -470,6 +472,9 @@ def run_study(
     if train_fn is not None and not callable(train_fn):
         raise TypeError(f"train_fn must be a callable train_fn(model, dataset, config, seed), got "
                         f"{type(train_fn).__name__}")
+    if workers > 1:
+        _check_picklable(config.model, "model")
+        _check_picklable(train_fn, "train_fn")
     name = study_name or default_study_name(config.dataset, config.train.padding, config.model)
     # Refuse bad data, a bad device or model factory (and a mismatched study) before anything is queued or trained.
     devices = worker_devices(config.train.device, workers)
@@ -477,7 +482,6 @@ def run_study(
         resolve_device(dev)
     ds = load_dataset(config.dataset, train_size=config.train_size, seed=0, **config.data_options)
     _check_model(config, ds)
-    del ds
     study = _load_or_create(storage, name, config, train_fn)
     progress = show_progress()
     while True:
@@ -489,7 +493,7 @@ def run_study(
             _, pending = _enqueue_missing(study, config)
         if workers == 1:
             _work(storage, name, config, progress, bar_total=_waiting(study) if not config.n_trials else pending,
-                  train_fn=train_fn)
+                  train_fn=train_fn, ds=ds)
         else:
             ctx = mp.get_context("spawn")
             procs = [
@@ -510,6 +514,18 @@ def run_study(
         if _waiting(study) == 0:
             time.sleep(HEARTBEAT_S)  # trials RUNNING elsewhere: wait for them to finish or go stale
     return storage, name
+
+
+def _check_picklable(obj: Any, what: str) -> None:
+    if obj is None or isinstance(obj, str):
+        return
+    import pickle
+
+    try:
+        pickle.dumps(obj)
+    except Exception as err:  # pickling raises several types
+        raise TypeError(f"{what} must be a module-level function when workers > 1 (it is sent to the worker "
+                        f"processes), got {obj!r}: {err}") from None
 
 
 def _on(config: StudyConfig, device: str | None) -> StudyConfig:
