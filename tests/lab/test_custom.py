@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import poolkit
 from poolkit.lab.compute import forward_flops, pool_module_names, trial_compute
-from poolkit.lab.custom import build_model_for, model_name, resolve_factory, takes_lever
+from poolkit.lab.custom import build_model_for, lever_rule, model_name, resolve_factory, takes_lever
 from poolkit.lab.data import Dataset, load_dataset
 from poolkit.lab.study import StudyConfig, run_study, trials_frame, worker_devices
 from poolkit.lab.train import TrainConfig, resolve_device, run_trial
@@ -116,6 +116,8 @@ def test_factory_with_pool_and_lever_builds_its_own_points(um):
     assert b0.changes == [] and b1.changes == []  # no surgery: λ means what the user says
     assert len(pool_module_names(b1.module)) == len(pool_module_names(b0.module)) + 2
     assert b1.head is b1.module[-1]
+    assert "builds each grid point itself" in lever_rule(um["lever_cnn1d"])
+    assert lever_rule(None).startswith("LeverNet") and "resized" in lever_rule(um["cnn2d"])
 
 
 # ---------------------------------------------------------------- bad factories
@@ -186,6 +188,7 @@ def test_cli_study_with_a_residual_1d_model(tmp_path):
         assert t.user_attrs["pool_flops_per_sample"] < t.user_attrs["flops_per_sample"]
     study = optuna.load_study(study_name=name, storage=url)
     assert study.user_attrs["model"] == f"{MODELS}:resnet1d" and study.user_attrs["device"] == "cpu"
+    assert "round(L ** (1 - λ))" in study.user_attrs["lever_rule"] and "resized" in study.user_attrs["lever_rule"]
     # Rerun: nothing runs twice; another model under the same name is refused before training.
     assert CliRunner().invoke(_app(), args).exit_code == 0
     assert len(_complete(url, name)) == 5
@@ -383,3 +386,12 @@ def test_generic_path_equals_levernet_on_the_same_network(tmp_path):
     for m in (a, b):
         m.pop("wall_s"), m.pop("forward_ms_per_sample")
     assert a == b
+
+
+def test_identity_of_a_default_study_is_unchanged():
+    # Studies stored before models, devices and amp existed must still resume: same identity string.
+    stored = ('{"data_options": {}, "dataset": "mnist1d", "train": {"batch_size": 100, "blocks": 2, "channels": 32, '
+              '"class_weight": "auto", "kernel_size": null, "lr": 0.01, "max_shift": null, "padding": "zeros", '
+              '"steps": 1000, "threads": 1, "weight_decay": 0.0}, "train_size": null}')
+    assert json.dumps(StudyConfig().identity(), sort_keys=True) == stored
+    assert json.dumps(StudyConfig(train=TrainConfig(steps=1000, device="cpu")).identity(), sort_keys=True) == stored

@@ -60,8 +60,8 @@ from .compute import pool_module_names
 from .lever import check_lever, head_positions
 from .models import _probe, build_pool
 
-__all__ = ["BuiltModel", "ModelSpec", "build_model_for", "check_model", "model_name", "resolve_factory",
-           "takes_lever"]
+__all__ = ["BuiltModel", "ModelSpec", "build_model_for", "check_model", "lever_rule", "model_name",
+           "resolve_factory", "takes_lever"]
 
 ModelSpec = Any  # "file.py:FUNC", "module:FUNC" or a callable
 
@@ -392,6 +392,18 @@ def _as_given(net: nn.Module, events: list[_Event]) -> BuiltModel:
     if after and len(events[pools[-1]].out_shape) >= 3:
         head_size = tuple(events[pools[-1]].out_shape[2:])
     return BuiltModel(net, events[i].module, head_size)  # type: ignore[arg-type]
+
+
+def lever_rule(model: ModelSpec | None) -> str:
+    """One sentence stating what λ does to ``model`` (None: the reference LeverNet), for reports."""
+    if model is None:
+        return ("LeverNet: the head sees max(1, round(L ** (1 - λ))) positions per axis of the input size L, "
+                "reached by non-overlapping pools spread over the conv blocks; λ = 0: no pooling, λ = 1: global pool")
+    if takes_lever(resolve_factory(model)):
+        return f"{model_name(model)} builds each grid point itself (called with pool= and lever=); λ means what it says"
+    return (f"{model_name(model)}: its final global pool pools to max(1, round(L ** (1 - λ))) positions per axis of "
+            "the map size L entering it and its linear head is resized to match (λ = 1: the model as given, "
+            "λ = 0: no final pool); for λ > 0 its other pooling layers take the statistic")
 
 
 def check_model(model: ModelSpec, ds: Any, points: Sequence[tuple[str, float]]) -> None:

@@ -20,7 +20,8 @@ The model is the lab's :class:`~poolkit.lab.models.LeverNet` unless ``StudyConfi
 names the user's factory (``"file.py:FUNC"``, ``"module:FUNC"`` or a callable; the λ rule is
 in :mod:`poolkit.lab.custom`). ``run_study(..., train_fn=...)`` replaces the built-in Adam
 loop by the user's training function. The study stores ``model`` (its name) and ``device``
-as study attributes; a study stored under the same name with another model is refused.
+as study attributes, and ``lever_rule``, one sentence stating what λ does to that model; a study
+stored under the same name with another model is refused.
 
 Devices: ``StudyConfig.train.device`` (None = CUDA when available). With
 ``workers > 1`` and an unnumbered ``"cuda"`` on a machine with several GPUs, worker ``i``
@@ -218,6 +219,9 @@ def _load_or_create(storage_url: str, name: str, config: StudyConfig, train_fn: 
         study.set_user_attr("dataset", config.dataset)
         study.set_user_attr("padding", config.train.padding)
         study.set_user_attr("model", config.model_name)
+        from .custom import lever_rule
+
+        study.set_user_attr("lever_rule", lever_rule(config.model))
         study.set_user_attr("device", str(resolve_device(config.train.device)))
     elif have != ident:
         stored_model = json.loads(have).get("model", "LeverNet")
