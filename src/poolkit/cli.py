@@ -5,6 +5,8 @@ Examples::
     poolkit study                                    # mnist1d, max/avg, λ = 0, 0.5, 1, 2 seeds
     poolkit study --dataset digits-where --padding circular --pools max --levers 0,0.25,0.5,0.75,1
     poolkit study --dataset mnist1d --n-trials 20 --sampler tpe   # search λ
+    poolkit study --model my_models.py:resnet1d --dataset npz:ecg.npz --device cuda   # your model, your GPU
+    poolkit study --model my_models.py:small_cnn --dataset folder:images/ --data-option size=32,32
     poolkit report mnist1d-zeros --storage sqlite:///poolkit-out/poolkit.db --out report/
     poolkit list
 """
@@ -54,7 +56,8 @@ def _fail(err: Exception) -> None:
 
 @app.command()
 def study(
-    dataset: str = typer.Option("mnist1d", help="mnist1d, digits-shift, digits-where, npz:PATH, ucr:NAME, csv:PATH"),
+    dataset: str = typer.Option("mnist1d", help="mnist1d, digits-shift, digits-where, npz:PATH, folder:PATH, "
+                                "ucr:NAME, csv:PATH"),
     pools: str = typer.Option("max,avg", help="comma-separated pool specs (poolkit list)"),
     levers: str = typer.Option("0,0.5,1", help="comma-separated λ values in [0, 1]"),
     seeds: int = typer.Option(2, min=1, help="seeds per grid point"),
@@ -73,8 +76,19 @@ def study(
     sampler: str = typer.Option("grid", help="grid (sweep the levers) or tpe (search continuous λ)"),
     threads: int = typer.Option(1, min=1, help="torch threads per worker"),
     report: bool = typer.Option(True, "--report/--no-report", help="write the report when done"),
+    model: str | None = typer.Option(None, help="your model factory FILE.py:FUNC or module.path:FUNC, "
+                                     "FUNC(in_channels, num_classes) -> nn.Module ending in a global pool and a "
+                                     "linear head (default: the lab's LeverNet)"),
+    device: str | None = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda when available, else cpu); "
+                                      "with several GPUs and --workers, one worker per GPU"),
+    amp: bool = typer.Option(False, "--amp/--no-amp", help="mixed precision (float16 on CUDA, bfloat16 on CPU)"),
 ) -> None:
-    """Sweep the lever: train and measure every (statistic, λ, seed), store it, then report."""
+    """Sweep the lever: train and measure every (statistic, λ, seed), store it, then report.
+
+    With --model, each grid point is your model with its pools set to the statistic and its final
+    global pool made a pool to about L ** (1 - λ) positions per axis (L: that map's size), the
+    linear head resized to match; --channels and --padding then do not apply.
+    """
     from poolkit.lab.study import StudyConfig, run_study
     from poolkit.lab.train import TrainConfig
 
@@ -93,8 +107,9 @@ def study(
             train_size=train_size,
             data_options=parse_options(data_option),
             train=TrainConfig(steps=steps, batch_size=batch_size, lr=lr, channels=channels, padding=padding,
-                              threads=threads),
+                              threads=threads, device=device, amp=amp),
             n_trials=n_trials if sampler == "tpe" else None,
+            model=model,
         )
         url, name = run_study(cfg, storage=storage, study_name=study_name, out=out, workers=workers)
     except (ValueError, TypeError) as err:

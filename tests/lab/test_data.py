@@ -27,7 +27,7 @@ def test_valid_dataset_passes():
     "kw,match",
     [
         (dict(X_train=torch.randn(20, 16)), "shape"),
-        (dict(X_train=torch.randn(20, 1, 2, 2, 2)), "shape"),
+        (dict(X_train=torch.randn(20, 1, 2, 2, 2, 2)), "shape"),
         (dict(X_test=torch.randn(6, 2, 16)), "share"),
         (dict(X_train=torch.full((20, 1, 16), float("nan"))), "NaN or Inf"),
         (dict(X_test=torch.full((6, 1, 16), float("inf"))), "NaN or Inf"),
@@ -117,3 +117,91 @@ def test_ucr_without_aeon_is_a_clear_error():
     else:
         ds = load_dataset("ucr:GunPoint")
         assert ds.num_classes == 2 and ds.dim == 1
+
+
+# ---------------------------------------------------------------- folder:PATH (image folders)
+
+
+def _images(root, classes=("cat", "dog"), n=6, size=(10, 8), mode="L", seed=0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            shape = (size[0], size[1], 3) if mode == "RGB" else size
+            a = (rng.random(shape) * 100 + 100 * c).astype(np.uint8)
+            Image.fromarray(a, mode).save(root / name / f"{i}.png")
+    return root
+
+
+def test_image_folder_greyscale_split_and_size(tmp_path):
+    from PIL import Image
+
+    root = _images(tmp_path / "imgs")
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(root / "dog" / "big.png")  # another size: resized
+    (root / "dog" / "notes.txt").write_text("not an image")
+    ds = load_dataset(f"folder:{root}", test_fraction=0.5)
+    assert ds.X_train.shape[1:] == (1, 10, 8) and ds.num_classes == 2  # first image's size, one channel
+    assert len(ds.y_train) + len(ds.y_test) == 13 and ds.info["classes"] == ["cat", "dog"]
+    assert ds.info["skipped_files"] == 1
+    assert float(ds.X_train.max()) <= 1.0 and float(ds.X_train.min()) >= 0.0
+    # class means differ as written: dogs are brighter
+    assert ds.X_train[ds.y_train == 1].mean() > ds.X_train[ds.y_train == 0].mean() + 0.1
+    ds = load_dataset(f"folder:{root}", size="6,5", train_size=8)
+    assert ds.X_train.shape == (8, 1, 6, 5)
+
+
+def test_image_folder_rgb_and_train_test_layout(tmp_path):
+    from PIL import Image
+
+    _images(tmp_path / "set" / "train", n=5, mode="RGB")
+    _images(tmp_path / "set" / "test", n=2, mode="RGB", seed=1)
+    ds = load_dataset(f"folder:{tmp_path / 'set'}")
+    assert ds.X_train.shape == (10, 3, 10, 8) and ds.X_test.shape == (4, 3, 10, 8)
+    a = np.asarray(Image.open(tmp_path / "set" / "test" / "dog" / "1.png"), np.float32) / 255
+    torch.testing.assert_close(ds.X_test[3], torch.from_numpy(a.transpose(2, 0, 1)))  # sorted files, exact values
+    with pytest.raises(ValueError, match="test_fraction does not apply"):
+        load_dataset(f"folder:{tmp_path / 'set'}", test_fraction=0.3)
+
+
+def test_image_folder_mixed_grey_and_rgb_becomes_rgb(tmp_path):
+    root = _images(tmp_path / "m", n=4)
+    _images(tmp_path / "m", classes=("dog",), n=2, mode="RGB", seed=3)
+    ds = load_dataset(f"folder:{root}", test_fraction=0.25)
+    assert ds.channels == 3
+
+
+def test_image_folder_refuses_corrupt_files_listing_them(tmp_path):
+    from PIL import Image
+
+    root = _images(tmp_path / "c")
+    (root / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
+    good = root / "dog" / "truncated.png"
+    Image.fromarray(np.full((40, 40), 7, np.uint8)).save(good)
+    good.write_bytes(good.read_bytes()[:60])
+    with pytest.raises(ValueError, match=r"2 image file\(s\)") as err:
+        load_dataset(f"folder:{root}")
+    assert str(root / "cat" / "broken.png") in str(err.value) and str(good) in str(err.value)
+
+
+@pytest.mark.parametrize("setup,kw,match", [
+    (lambda r: None, {}, "does not exist"),
+    (lambda r: r.mkdir(), {}, "no class subfolders"),
+    (lambda r: (r / "a").mkdir(parents=True), {}, "without images"),
+    (lambda r: (r / "train" / "a").mkdir(parents=True), {}, "has train/ but not test/"),
+    (lambda r: _images(r), {"size": "big"}, "size must be H,W"),
+    (lambda r: _images(r), {"colour": "red"}, "takes no options"),
+])
+def test_image_folder_bad_input(tmp_path, setup, kw, match):
+    root = tmp_path / "r"
+    setup(root)
+    with pytest.raises(ValueError, match=match):
+        load_dataset(f"folder:{root}", **kw)
+
+
+def test_npz_with_three_spatial_axes(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "v.npz", X=rng.random((12, 2, 6, 5, 4)), y=np.arange(12) % 2)
+    ds = load_dataset(f"npz:{tmp_path / 'v.npz'}")
+    assert ds.dim == 3 and ds.spatial == (6, 5, 4) and ds.channels == 2

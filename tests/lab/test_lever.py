@@ -90,7 +90,7 @@ def test_lever_zero_records_no_pool_and_bad_args_refused():
     with pytest.raises(ValueError, match="padding_mode"):
         LeverNet(1, 3, (16,), 0.5, padding_mode="reflect")
     with pytest.raises(ValueError, match="spatial"):
-        LeverNet(1, 3, (8, 8, 8), 0.5)
+        LeverNet(1, 3, (8, 8, 8, 8), 0.5)  # 3-D is accepted, 4-D is not
     with pytest.raises(ValueError, match="unknown pool"):
         LeverNet(1, 3, (16,), 0.5, pool="nosuchpool")
 
@@ -108,3 +108,9 @@ def test_every_registered_pool_fits_the_lever(pool, dim):
             out = net(torch.rand(2, 2, *spatial))
         assert out.shape == (2, 3) and torch.isfinite(out).all(), (pool, lever)
         assert net.features(torch.rand(1, 2, *spatial)).shape[2:] == net.head_size
+
+
+def test_levernet_takes_3d_data():
+    net = LeverNet(2, 3, (8, 8, 8), 0.5, pool="max", channels=4)
+    assert net.head_size == (4, 4, 4)  # target round(8 ** 0.5) = 3, reached by one 2x pool
+    assert net(torch.rand(2, 2, 8, 8, 8)).shape == (2, 3)

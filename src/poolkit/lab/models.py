@@ -24,7 +24,7 @@ from .lever import Schedule, check_lever, pool_schedule
 __all__ = ["LeverNet", "build_pool", "PADDING_MODES"]
 
 PADDING_MODES = ("zeros", "circular")
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 
 def build_pool(
@@ -78,13 +78,13 @@ class LeverNet(nn.Module):
     Args:
         in_channels: input channels.
         num_classes: outputs of the head.
-        spatial: input size per spatial axis (1 or 2 axes); the model needs this fixed size.
+        spatial: input size per spatial axis (1 to 3 axes); the model needs this fixed size.
         lever: λ in [0, 1] (0: no pooling, 1: global pooling).
         pool: any registry spec (``"max"``, ``"avg"``, ``"lp:p=2"``...); ignored at λ = 0.
         padding_mode: conv padding, ``"zeros"`` or ``"circular"``.
         channels: conv width.
         blocks: number of conv blocks.
-        kernel_size: conv kernel (odd); default 5 in 1-D, 3 in 2-D.
+        kernel_size: conv kernel (odd); default 5 in 1-D, 3 in 2-D and 3-D.
 
     Shape:
         - Input: ``(N, in_channels, *spatial)``
@@ -112,7 +112,7 @@ class LeverNet(nn.Module):
         spatial = tuple(int(s) for s in spatial)
         dim = len(spatial)
         if dim not in _CONV:
-            raise ValueError(f"spatial must have 1 or 2 axes (1-D or 2-D data), got {spatial!r}")
+            raise ValueError(f"spatial must have 1 to 3 axes (1-D, 2-D or 3-D data), got {spatial!r}")
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         for name, val in (("in_channels", in_channels), ("num_classes", num_classes), ("channels", channels)):
@@ -129,7 +129,8 @@ class LeverNet(nn.Module):
         c_in = in_channels
         size = tuple(spatial)
         for b, kern in enumerate(self.schedule.kernels):
-            layers += [_CONV[dim](c_in, channels, k, padding=k // 2, padding_mode=padding_mode), nn.ReLU()]
+            layers += [_CONV[dim](c_in, channels, k, padding=k // 2, padding_mode=padding_mode),  # type: ignore[arg-type]
+                       nn.ReLU()]
             last = b == blocks - 1
             c_in = channels
             if self.lever > 0:

@@ -16,12 +16,24 @@ RUNNING by a crash stop sending heartbeats and, after a grace period, are
 marked failed and their grid point queued again; a grid point is never
 COMPLETE twice. ``workers > 1`` runs that many local processes on one storage.
 
-Default study name: ``"<dataset>-<padding>"`` (``"mnist1d-zeros"``); default
-storage: ``sqlite:///<out>/poolkit.db``.
+The model is the lab's :class:`~poolkit.lab.models.LeverNet` unless ``StudyConfig.model``
+names the user's factory (``"file.py:FUNC"``, ``"module:FUNC"`` or a callable; the λ rule is
+in :mod:`poolkit.lab.custom`). ``run_study(..., train_fn=...)`` replaces the built-in Adam
+loop by the user's training function. The study stores ``model`` (its name) and ``device``
+as study attributes, and ``lever_rule``, one sentence stating what λ does to that model; a study
+stored under the same name with another model is refused.
+
+Devices: ``StudyConfig.train.device`` (None = CUDA when available). With
+``workers > 1`` and an unnumbered ``"cuda"`` on a machine with several GPUs, worker ``i``
+runs on ``cuda:(i mod GPUs)``, one worker per device when ``workers`` equals the GPU count.
+
+Default study name: ``"<dataset>-<padding>"`` (``"mnist1d-zeros"``), or
+``"<dataset>-<FUNC>"`` for a user's model; default storage: ``sqlite:///<out>/poolkit.db``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -36,7 +48,7 @@ from typing import Any
 
 from .data import load_dataset
 from .lever import check_lever
-from .train import TrainConfig, run_trial, show_progress
+from .train import TrainConfig, TrainFn, resolve_device, run_trial, show_progress
 
 __all__ = [
     "StudyConfig",
@@ -44,6 +56,7 @@ __all__ = [
     "open_storage",
     "run_study",
     "default_study_name",
+    "worker_devices",
     "trials_frame",
     "fail_stale",
     "HEARTBEAT_S",
@@ -66,8 +79,11 @@ class StudyConfig:
         seeds: number of seeds (0..seeds-1) per grid point.
         train_size: training samples (None = the loader's default).
         data_options: passed to the loader.
-        train: training configuration.
+        train: training configuration (its ``device`` and ``amp`` included).
         n_trials: when set, a TPE search over continuous λ (and the statistic) with this many trials.
+        model: None (the reference LeverNet) or the user's factory: ``"path/to/file.py:FUNC"``,
+            ``"package.module:FUNC"`` or a callable ``FUNC(in_channels, num_classes)`` returning an
+            ``nn.Module`` (a module-level function when ``workers > 1``); see :mod:`poolkit.lab.custom`.
     """
 
     dataset: str = "mnist1d"
@@ -78,6 +94,7 @@ class StudyConfig:
     data_options: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000))
     n_trials: int | None = None
+    model: Any = None
 
     def __post_init__(self) -> None:
         if isinstance(self.pools, str):
@@ -96,22 +113,52 @@ class StudyConfig:
 
         for p in self.pools:
             poolkit.create_pool(p, dim=1, kernel_size=2, channels=1)  # raises ValueError naming what is accepted
+        if self.model is not None:
+            from .custom import model_name, resolve_factory
 
-    def identity(self) -> dict[str, Any]:
-        """What must match for a study to be resumed (the grid axes may grow)."""
-        return {
+            resolve_factory(self.model)  # a missing file, module or function is refused here
+            model_name(self.model)
+
+    @property
+    def model_name(self) -> str:
+        """``"LeverNet"`` or the user's factory spec / callable name, as stored in the study."""
+        from .custom import model_name
+
+        return "LeverNet" if self.model is None else model_name(self.model)
+
+    def identity(self, train_fn: TrainFn | None = None) -> dict[str, Any]:
+        """What must match for a study to be resumed (the grid axes may grow; the device may change).
+
+        Fields added after the first release appear only when set, so studies stored before them resume.
+        """
+        train = self.train.to_dict()
+        train.pop("device", None)
+        if not train.get("amp"):
+            train.pop("amp", None)
+        ident: dict[str, Any] = {
             "dataset": self.dataset,
             "train_size": self.train_size,
             "data_options": dict(sorted(self.data_options.items())),
-            "train": self.train.to_dict(),
+            "train": train,
         }
+        if self.model is not None:
+            ident["model"] = self.model_name
+        if train_fn is not None:
+            from .custom import model_name
+
+            ident["train_fn"] = model_name(train_fn)
+        return ident
 
 
-def default_study_name(dataset: str, padding: str) -> str:
-    """``"<dataset>-<padding>"`` with path-like characters made safe."""
+def default_study_name(dataset: str, padding: str, model: Any = None) -> str:
+    """``"<dataset>-<padding>"`` (``"<dataset>-<FUNC>"`` for a user's model) with path-like characters made safe."""
     base = dataset.replace("\\", "/").rstrip("/").split("/")[-1]
     kind = dataset.split(":")[0]
     stem = f"{kind}-{base.split(':')[-1]}" if ":" in dataset else dataset
+    if model is not None:
+        from .custom import model_name
+
+        padding = model_name(model).replace(":", ".").split(".")[-1]
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{stem}-{padding}")
 
 
@@ -154,7 +201,7 @@ def _retry(make: Any, attempts: int = 6) -> Any:
     raise AssertionError("unreachable")
 
 
-def _load_or_create(storage_url: str, name: str, config: StudyConfig) -> Any:
+def _load_or_create(storage_url: str, name: str, config: StudyConfig, train_fn: TrainFn | None = None) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -165,15 +212,23 @@ def _load_or_create(storage_url: str, name: str, config: StudyConfig) -> Any:
             study_name=name, storage=storage, direction="maximize", sampler=sampler, load_if_exists=True
         )
     )
-    ident = json.dumps(config.identity(), sort_keys=True)
+    ident = json.dumps(config.identity(train_fn), sort_keys=True)
     have = study.user_attrs.get("identity")
     if have is None:
         study.set_user_attr("identity", ident)
         study.set_user_attr("dataset", config.dataset)
         study.set_user_attr("padding", config.train.padding)
+        study.set_user_attr("model", config.model_name)
+        from .custom import lever_rule
+
+        study.set_user_attr("lever_rule", lever_rule(config.model))
+        study.set_user_attr("device", str(resolve_device(config.train.device)))
     elif have != ident:
+        stored_model = json.loads(have).get("model", "LeverNet")
+        what = (f"another model ({stored_model})" if stored_model != config.model_name
+                else "a different dataset or training config")
         raise ValueError(
-            f"study {name!r} in {storage_url} was made with a different dataset or training config:\n"
+            f"study {name!r} in {storage_url} was made with {what}:\n"
             f"  stored: {have}\n  asked:  {ident}\nuse another --study-name or --storage"
         )
     return study
@@ -231,7 +286,7 @@ def _enqueue_missing(study: Any, config: StudyConfig) -> tuple[int, int]:
     from optuna.trial import TrialState
 
     fail_stale(study)
-    taken = {}
+    taken: dict[tuple[str, float, int], Any] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)):
         k = _trial_key(t)
         if k is not None:
@@ -264,7 +319,7 @@ def _claimed_elsewhere(trial: Any, key: tuple[str, float, int]) -> bool:
     return False
 
 
-def _objective(ds: Any, config: StudyConfig, progress: bool):
+def _objective(ds: Any, config: StudyConfig, progress: bool, train_fn: TrainFn | None = None):
     import optuna
 
     def objective(trial: optuna.Trial) -> float:
@@ -282,7 +337,9 @@ def _objective(ds: Any, config: StudyConfig, progress: bool):
             if _claimed_elsewhere(trial, _key(pool, lever, seed)):
                 trial.set_user_attr("duplicate_of_grid_point", True)
                 raise _NoGridPoint()
-        m = run_trial(ds, pool, lever, seed, config.train, progress=progress)
+        m = run_trial(ds, pool, lever, seed, config.train, progress=progress, model=config.model,
+                      train_fn=train_fn)
+        trial.set_user_attr("device", str(resolve_device(config.train.device)))
         for k, v in m.items():
             trial.set_user_attr(k, None if isinstance(v, float) and math.isnan(v) else v)
         # the value the search maximizes: PR-AUC on binary (rare-event) data, where accuracy misleads
@@ -299,16 +356,19 @@ def _waiting(study: Any) -> int:
 
 
 def _work(
-    storage_url: str, name: str, config: StudyConfig, progress: bool, bar_total: int = 0, shared: bool = False
+    storage_url: str, name: str, config: StudyConfig, progress: bool, bar_total: int = 0, shared: bool = False,
+    train_fn: TrainFn | None = None,
+    ds: Any = None,
 ) -> int:
     """Run queued grid points (or TPE trials) until none is left; return how many this process ran."""
     import optuna
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ds = load_dataset(config.dataset, train_size=config.train_size, seed=0, **config.data_options)
-    study = _load_or_create(storage_url, name, config)
-    objective = _objective(ds, config, progress)
+    if ds is None:
+        ds = load_dataset(config.dataset, train_size=config.train_size, seed=0, **config.data_options)
+    study = _load_or_create(storage_url, name, config, train_fn)
+    objective = _objective(ds, config, progress, train_fn)
     bar = None
     if progress and bar_total:
         from tqdm.auto import tqdm
@@ -340,8 +400,38 @@ def _work(
     return ran
 
 
-def _worker_main(storage_url: str, name: str, config: StudyConfig) -> None:
-    _work(storage_url, name, config, progress=False, shared=True)
+def _worker_main(storage_url: str, name: str, config: StudyConfig, train_fn: TrainFn | None = None) -> None:
+    _work(storage_url, name, config, progress=False, shared=True, train_fn=train_fn)
+
+
+def worker_devices(device: str | None, workers: int) -> list[str | None]:
+    """The device of each of ``workers`` local workers: one GPU each, in turn, for an unnumbered ``"cuda"``.
+
+    ``None`` (the default device) counts as ``"cuda"`` where CUDA is available. An explicit ``"cpu"``
+    or ``"cuda:N"`` puts every worker there.
+
+    Example:
+        >>> worker_devices("cpu", 2)
+        ['cpu', 'cpu']
+    """
+    import torch
+
+    wants_cuda = device == "cuda" or (device is None and torch.cuda.is_available())
+    n = torch.cuda.device_count() if wants_cuda else 0
+    if n > 1:
+        return [f"cuda:{i % n}" for i in range(workers)]
+    return [device] * workers
+
+
+def _check_model(config: StudyConfig, ds: Any) -> None:
+    """Build each (statistic, λ) of the user's model once, so a bad factory fails before any training."""
+    if config.model is None:
+        return
+    from .custom import check_model
+
+    levers = config.levers if not config.n_trials else [0.0, 0.5, 1.0]
+    points = sorted({(p if lv > 0 else "none", float(lv)) for lv in levers for p in config.pools})
+    check_model(config.model, ds, points)
 
 
 def run_study(
@@ -351,17 +441,26 @@ def run_study(
     out: str | Path = "poolkit-out",
     workers: int = 1,
     wait_for_running: bool = True,
+    train_fn: TrainFn | None = None,
 ) -> tuple[str, str]:
     """Run (or resume) a study and return ``(storage_url, study_name)``.
 
     Args:
         config: what to sweep.
         storage: Optuna storage URL; default ``sqlite:///<out>/poolkit.db``.
-        study_name: default :func:`default_study_name` of the dataset and padding.
+        study_name: default :func:`default_study_name` of the dataset and padding (or model).
         out: folder for the default SQLite file (and, in the CLI, the report).
-        workers: local processes sharing the storage.
+        workers: local processes sharing the storage; with several GPUs and ``device`` ``"cuda"`` (or the
+            default), one per GPU in turn (:func:`worker_devices`).
         wait_for_running: when trials are RUNNING elsewhere (another worker, or a crashed one whose
             heartbeat has not gone stale yet), wait for them to finish or go stale, then rerun the stale ones.
+        train_fn: ``train_fn(model, dataset, config, seed)`` replaces the built-in Adam loop: it trains
+            ``model`` in place (already on ``config.device``, in train mode; ``dataset`` is the
+            :class:`~poolkit.lab.data.Dataset` on the CPU, ``config`` the study's
+            :class:`~poolkit.lab.train.TrainConfig` with the device resolved, ``seed`` the trial's
+            seed). poolkit still evaluates, measures, stores and reports every trial. It must be a
+            module-level function when ``workers > 1`` (it is pickled to the worker processes), and
+            its qualified name is part of the study's identity.
 
     Example:
         >>> cfg = StudyConfig("digits-shift", pools=["max"], levers=[0, 1], seeds=1, train_size=40,
@@ -374,10 +473,20 @@ def run_study(
     if storage is None:
         out.mkdir(parents=True, exist_ok=True)
         storage = f"sqlite:///{out.resolve() / 'poolkit.db'}"
-    name = study_name or default_study_name(config.dataset, config.train.padding)
-    # Refuse bad data (and a mismatched study) before anything is queued or trained.
-    load_dataset(config.dataset, train_size=config.train_size, seed=0, **config.data_options)
-    study = _load_or_create(storage, name, config)
+    if train_fn is not None and not callable(train_fn):
+        raise TypeError(f"train_fn must be a callable train_fn(model, dataset, config, seed), got "
+                        f"{type(train_fn).__name__}")
+    if workers > 1:
+        _check_picklable(config.model, "model")
+        _check_picklable(train_fn, "train_fn")
+    name = study_name or default_study_name(config.dataset, config.train.padding, config.model)
+    # Refuse bad data, a bad device or model factory (and a mismatched study) before anything is queued or trained.
+    devices = worker_devices(config.train.device, workers)
+    for dev in set(devices):
+        resolve_device(dev)
+    ds = load_dataset(config.dataset, train_size=config.train_size, seed=0, **config.data_options)
+    _check_model(config, ds)
+    study = _load_or_create(storage, name, config, train_fn)
     progress = show_progress()
     while True:
         if config.n_trials:
@@ -387,10 +496,13 @@ def run_study(
         else:
             _, pending = _enqueue_missing(study, config)
         if workers == 1:
-            _work(storage, name, config, progress, bar_total=_waiting(study) if not config.n_trials else pending)
+            _work(storage, name, config, progress, bar_total=_waiting(study) if not config.n_trials else pending,
+                  train_fn=train_fn, ds=ds)
         else:
             ctx = mp.get_context("spawn")
-            procs = [ctx.Process(target=_worker_main, args=(storage, name, config)) for _ in range(workers)]
+            procs = [
+                ctx.Process(target=_worker_main, args=(storage, name, _on(config, dev), train_fn)) for dev in devices
+            ]
             for p in procs:
                 p.start()
             for p in procs:
@@ -406,6 +518,25 @@ def run_study(
         if _waiting(study) == 0:
             time.sleep(HEARTBEAT_S)  # trials RUNNING elsewhere: wait for them to finish or go stale
     return storage, name
+
+
+def _check_picklable(obj: Any, what: str) -> None:
+    if obj is None or isinstance(obj, str):
+        return
+    import pickle
+
+    try:
+        pickle.dumps(obj)
+    except Exception as err:  # pickling raises several types
+        raise TypeError(f"{what} must be a module-level function when workers > 1 (it is sent to the worker "
+                        f"processes), got {obj!r}: {err}") from None
+
+
+def _on(config: StudyConfig, device: str | None) -> StudyConfig:
+    """``config`` with its training moved to ``device`` (the identity does not include the device)."""
+    if device == config.train.device:
+        return config
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, device=device))
 
 
 def trials_frame(storage: str, study_name: str) -> Any:

@@ -1,9 +1,12 @@
 """One trial: build the lever's model, train it, measure it.
 
-A trial is (dataset, statistic, λ, seed, training config). Training is Adam with
-a fixed budget of steps over seeded mini-batches, so a trial is deterministic
-given its seed (on one machine, with the same thread count). The measured values
-come back as one flat dict of numbers, ready to store as trial attributes.
+A trial is (dataset, statistic, λ, seed, training config), and optionally the
+user's model factory (:mod:`poolkit.lab.custom`) and training function. Training
+is Adam with a fixed budget of steps over seeded mini-batches, so a trial is
+deterministic given its seed on the CPU (on one machine, with the same thread
+count); on CUDA, cuDNN's kernel choice may differ between runs. Data stay on the
+CPU and go to the device batch by batch. The measured values come back as one
+flat dict of numbers, ready to store as trial attributes.
 
 >>> from poolkit.lab.data import load_dataset
 >>> ds = load_dataset("digits-shift", train_size=40, test_size=20)
@@ -14,10 +17,13 @@ come back as one flat dict of numbers, ready to store as trial attributes.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import re
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -25,11 +31,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .compute import trial_compute
+from .custom import BuiltModel, ModelSpec, build_model_for
 from .data import Dataset
 from .lever import check_lever
 from .models import PADDING_MODES, LeverNet
 
-__all__ = ["TrainConfig", "build_model", "train_model", "evaluate", "run_trial", "show_progress"]
+__all__ = [
+    "TrainConfig", "TrainFn", "build_model", "build_trial_model", "train_model", "evaluate", "run_trial",
+    "resolve_device", "show_progress",
+]
+
+#: ``train_fn(model, dataset, config, seed)``: trains ``model`` (already on ``config.device``) in place.
+TrainFn = Callable[[torch.nn.Module, Dataset, "TrainConfig", int], Any]
 
 
 def show_progress() -> bool:
@@ -48,11 +62,15 @@ class TrainConfig:
         weight_decay: Adam weight decay.
         channels: conv width of the reference CNN.
         blocks: conv blocks.
-        kernel_size: conv kernel; None = 5 in 1-D, 3 in 2-D.
+        kernel_size: conv kernel; None = 5 in 1-D, 3 in 2-D and 3-D.
         padding: conv padding mode, ``"zeros"`` or ``"circular"``.
         class_weight: ``"auto"`` (balanced for binary tasks, none otherwise), ``"balanced"`` or ``"none"``.
         max_shift: largest shift for shifted accuracy and consistency; None = 1/8 of the smallest axis.
         threads: torch intra-op threads while the trial runs.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; None = CUDA when available, else the CPU
+            (see :func:`resolve_device`). Not part of a study's identity: a study may resume elsewhere.
+        amp: mixed precision (autocast: float16 with gradient scaling on CUDA, bfloat16 on the CPU)
+            for training and prediction; the instruments run in float32.
     """
 
     steps: int = 2000
@@ -66,6 +84,8 @@ class TrainConfig:
     class_weight: str = "auto"
     max_shift: int | None = None
     threads: int = 1
+    device: str | None = None
+    amp: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "channels", "blocks", "threads"):
@@ -80,6 +100,10 @@ class TrainConfig:
             raise ValueError(f"class_weight must be 'auto', 'balanced' or 'none', got {self.class_weight!r}")
         if self.max_shift is not None and (not isinstance(self.max_shift, int) or self.max_shift < 1):
             raise ValueError(f"max_shift must be a positive int or None, got {self.max_shift!r}")
+        if self.device is not None:
+            self.device = check_device(self.device)
+        if not isinstance(self.amp, bool):
+            raise ValueError(f"amp must be True or False, got {self.amp!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +115,43 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training option(s) {', '.join(unknown)}; accepted: {', '.join(sorted(names))}")
         return cls(**d)
+
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def check_device(device: object) -> str:
+    """``device`` as a string, or ValueError unless it is ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
+    text = str(device) if isinstance(device, torch.device) else device
+    if not isinstance(text, str) or not _DEVICE.match(text.strip().lower()):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return text.strip().lower()
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The device a trial runs on: ``None`` -> ``cuda`` when available, else ``cpu``; ``"cuda"`` -> the current GPU.
+
+    Raises:
+        ValueError: a malformed name, CUDA asked for where there is none, or ``cuda:N`` beyond the GPUs present.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if device is None:
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(check_device(device))
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} asked for, but torch sees no CUDA GPU here "
+                             f"(torch {torch.__version__}); use --device cpu")
+        n = torch.cuda.device_count()
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        elif dev.index >= n:
+            raise ValueError(f"device {str(device)!r} asked for, but there {'is' if n == 1 else 'are'} only {n} "
+                             f"CUDA GPU(s): cuda:0 to cuda:{n - 1}")
+    return dev
 
 
 def build_model(ds: Dataset, pool: str, lever: float, config: TrainConfig) -> LeverNet:
@@ -108,6 +169,31 @@ def build_model(ds: Dataset, pool: str, lever: float, config: TrainConfig) -> Le
     )
 
 
+def build_trial_model(
+    ds: Dataset, pool: str, lever: float, config: TrainConfig, model: ModelSpec | None = None
+) -> BuiltModel:
+    """The one place a grid point's model is built (on the CPU; seed torch first).
+
+    ``model=None`` builds the reference :class:`LeverNet`; a factory spec or callable builds the
+    user's model for this point (:func:`poolkit.lab.custom.build_model_for`).
+    """
+    if model is None:
+        net = build_model(ds, pool, lever, config)
+        return BuiltModel(net, net.head[1], net.head_size, feature_fn=net.features)  # type: ignore[arg-type]
+    return build_model_for(model, ds.channels, ds.num_classes, ds.spatial, pool, lever, ds.X_train[:2])
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _autocast(dev: torch.device, amp: bool) -> Any:
+    if not amp:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=dev.type, dtype=torch.float16 if dev.type == "cuda" else torch.bfloat16)
+
+
 def _class_weights(ds: Dataset, config: TrainConfig) -> Tensor | None:
     mode = config.class_weight
     if mode == "none" or (mode == "auto" and ds.num_classes != 2):
@@ -117,10 +203,18 @@ def _class_weights(ds: Dataset, config: TrainConfig) -> Tensor | None:
 
 
 def train_model(model: torch.nn.Module, ds: Dataset, config: TrainConfig, seed: int, progress: bool = False) -> None:
-    """Adam for ``config.steps`` steps over seeded, reshuffled-every-epoch mini-batches."""
+    """Adam for ``config.steps`` steps over seeded, reshuffled-every-epoch mini-batches.
+
+    Batches go to the model's device one at a time; with ``config.amp`` the forward runs under autocast
+    (float16 with a gradient scaler on CUDA, bfloat16 on the CPU).
+    """
+    dev = _device_of(model)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     weight = _class_weights(ds, config)
+    if weight is not None:
+        weight = weight.to(dev)
+    scaler = torch.amp.GradScaler(dev.type) if config.amp and dev.type == "cuda" else None
     n = len(ds.y_train)
     bs = min(config.batch_size, n)
     order = torch.randperm(n, generator=gen)
@@ -136,10 +230,18 @@ def train_model(model: torch.nn.Module, ds: Dataset, config: TrainConfig, seed: 
             order, pos = torch.randperm(n, generator=gen), 0
         idx = order[pos : pos + bs]
         pos += bs
-        loss = F.cross_entropy(model(ds.X_train[idx]), ds.y_train[idx], weight=weight)
+        xb = ds.X_train[idx].to(dev, non_blocking=True)
+        yb = ds.y_train[idx].to(dev, non_blocking=True)
+        with _autocast(dev, config.amp):
+            loss = F.cross_entropy(model(xb), yb, weight=weight)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         if bar is not None:
             bar.update()
     if bar is not None:
@@ -148,8 +250,16 @@ def train_model(model: torch.nn.Module, ds: Dataset, config: TrainConfig, seed: 
 
 
 @torch.no_grad()
-def _predict(model: torch.nn.Module, x: Tensor, batch: int = 500) -> Tensor:
-    return torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)]) if len(x) else x.new_zeros(0)
+def _predict(model: torch.nn.Module, x: Tensor, batch: int = 500, amp: bool = False) -> Tensor:
+    """Logits of ``x`` (on the CPU, float32), computed batch by batch on the model's device."""
+    if not len(x):
+        return x.new_zeros(0)
+    dev = _device_of(model)
+    out = []
+    for i in range(0, len(x), batch):
+        with _autocast(dev, amp):
+            out.append(model(x[i : i + batch].to(dev, non_blocking=True)).float())
+    return torch.cat(out).cpu()
 
 
 def _accuracy(logits: Tensor, y: Tensor) -> float:
@@ -159,7 +269,7 @@ def _accuracy(logits: Tensor, y: Tensor) -> float:
 def _shift_list(spatial: tuple[int, ...], max_shift: int, seed: int, count: int = 4) -> list[tuple[int, ...]]:
     # Random non-zero shifts of up to max_shift per axis, fixed by the seed.
     rng = np.random.default_rng(seed)
-    out = []
+    out: list[tuple[int, ...]] = []
     while len(out) < count:
         s = tuple(int(v) for v in rng.integers(-max_shift, max_shift + 1, len(spatial)))
         if any(s):
@@ -183,14 +293,16 @@ def _binary(logits: Tensor, y: Tensor) -> dict[str, float]:
     }
 
 
-def _instruments(model: LeverNet, ds: Dataset, max_shift: int, seed: int) -> dict[str, float]:
+def _instruments(
+    model: torch.nn.Module, ds: Dataset, max_shift: int, seed: int, features: Callable[[Tensor], Tensor] | None
+) -> dict[str, float]:
     """Consistency (circular, crop) and the head input's invariance, from :mod:`poolkit.measure`."""
     out = {k: math.nan for k in ("consistency_circular", "consistency_crop", "head_invariance")}
     try:
         from poolkit.measure import consistency, invariance
     except ImportError:  # the instruments are an optional part of the install
         return out
-    x = ds.X_test[:512]
+    x = ds.X_test[:512].to(_device_of(model))
     with torch.no_grad():
         out["consistency_circular"] = float(
             consistency(model, x, max_shift=max_shift, mode="circular", seed=seed).consistency
@@ -200,16 +312,28 @@ def _instruments(model: LeverNet, ds: Dataset, max_shift: int, seed: int) -> dic
         out["consistency_crop"] = float(
             consistency(model, xp, max_shift=max_shift, mode="crop", crop_size=ds.spatial, seed=seed).consistency
         )
-        shifts = _shift_list(ds.spatial, max_shift, seed + 1)
-        out["head_invariance"] = float(invariance(model.features, x[:256], shifts, mode="circular"))
+        if features is not None:
+            shifts = _shift_list(ds.spatial, max_shift, seed + 1)
+            out["head_invariance"] = float(invariance(features, x[:256], shifts, mode="circular"))
     return out
 
 
-def evaluate(model: LeverNet, ds: Dataset, config: TrainConfig, seed: int = 0) -> dict[str, float]:
-    """Accuracy (train, test, shifted test), gap, consistency, head invariance; binary metrics when K = 2."""
+def evaluate(
+    model: torch.nn.Module | BuiltModel, ds: Dataset, config: TrainConfig, seed: int = 0
+) -> dict[str, float]:
+    """Accuracy (train, test, shifted test), gap, consistency, head invariance; binary metrics when K = 2.
+
+    ``model`` is a :class:`LeverNet`, any module with a ``features`` method (the head's input), or a
+    :class:`~poolkit.lab.custom.BuiltModel`; head invariance is NaN when the head's input is unknown.
+    """
+    if isinstance(model, BuiltModel):
+        features: Callable[[Tensor], Tensor] | None = model.features if model.head is not None else None
+        model = model.module
+    else:
+        features = getattr(model, "features", None)
     max_shift = config.max_shift or max(1, min(ds.spatial) // 8)
-    train_logits = _predict(model, ds.X_train)
-    test_logits = _predict(model, ds.X_test)
+    train_logits = _predict(model, ds.X_train, amp=config.amp)
+    test_logits = _predict(model, ds.X_test, amp=config.amp)
     m: dict[str, float] = {
         "train_acc": _accuracy(train_logits, ds.y_train),
         "test_acc": _accuracy(test_logits, ds.y_test),
@@ -217,19 +341,27 @@ def evaluate(model: LeverNet, ds: Dataset, config: TrainConfig, seed: int = 0) -
     m["gap"] = m["train_acc"] - m["test_acc"]
     dims = tuple(range(2, 2 + ds.dim))
     shifted = [
-        _accuracy(_predict(model, torch.roll(ds.X_test, s, dims)), ds.y_test)
+        _accuracy(_predict(model, torch.roll(ds.X_test, s, dims), amp=config.amp), ds.y_test)
         for s in _shift_list(ds.spatial, max_shift, seed)
     ]
     m["shifted_acc"] = float(np.mean(shifted))
     m["max_shift"] = float(max_shift)
-    m.update(_instruments(model, ds, max_shift, seed))
+    m.update(_instruments(model, ds, max_shift, seed, features))
     if ds.num_classes == 2:
         m.update(_binary(test_logits, ds.y_test))
     return m
 
 
 def run_trial(
-    ds: Dataset, pool: str, lever: float, seed: int, config: TrainConfig | None = None, progress: bool = False
+    ds: Dataset,
+    pool: str,
+    lever: float,
+    seed: int,
+    config: TrainConfig | None = None,
+    progress: bool = False,
+    *,
+    model: ModelSpec | None = None,
+    train_fn: TrainFn | None = None,
 ) -> dict[str, float]:
     """Train and measure one (statistic, λ, seed) on ``ds``.
 
@@ -238,29 +370,44 @@ def run_trial(
         pool: a registry spec; ignored (recorded as ``"none"``) at λ = 0.
         lever: λ in [0, 1].
         seed: seeds the weights and the batch order.
-        config: training configuration (default :class:`TrainConfig`).
+        config: training configuration (default :class:`TrainConfig`); ``config.device`` picks the device.
         progress: show a progress bar over steps.
+        model: None (the reference :class:`LeverNet`) or the user's factory, ``"file.py:FUNC"``,
+            ``"module:FUNC"`` or a callable (see :mod:`poolkit.lab.custom` for the λ rule).
+        train_fn: ``train_fn(model, ds, config, seed)`` trains the model in place instead of the built-in
+            Adam loop; ``model`` is on ``config.device`` (resolved) in train mode, ``ds`` on the CPU.
 
     Returns:
         Flat dict: ``train_acc``, ``test_acc``, ``gap``, ``shifted_acc``, ``consistency_circular``,
         ``consistency_crop``, ``head_invariance`` (mean normalized distance of the head's input under
         circular shifts; 0 = invariant), ``head_params``, ``params``, ``head_positions``, ``wall_s``,
-        and for binary tasks ``recall``, ``precision``, ``f1``, ``fpr``, ``pr_auc``.
+        the compute (:func:`poolkit.lab.compute.trial_compute`): ``flops_per_sample``,
+        ``pool_flops_per_sample``, ``pool_flops_share``, ``forward_ms_per_sample``; and for binary tasks
+        ``recall``, ``precision``, ``f1``, ``fpr``, ``pr_auc``.
     """
     config = config or TrainConfig()
     lever = check_lever(lever)
+    dev = resolve_device(config.device)
+    config = replace(config, device=str(dev))
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
         t0 = time.perf_counter()
         torch.manual_seed(seed)
-        model = build_model(ds, pool, lever, config)
-        train_model(model, ds, config, seed, progress)
-        m = evaluate(model, ds, config, seed)
+        built = build_trial_model(ds, pool, lever, config, model)
+        net = built.module.to(dev)
+        if train_fn is None:
+            train_model(net, ds, config, seed, progress)
+        else:
+            net.train()
+            train_fn(net, ds, config, seed)
+            net.to(dev).eval()
+        m = evaluate(built, ds, config, seed)
+        m.update(trial_compute(net, ds.X_test[:256].to(dev), amp=config.amp))
     finally:
         torch.set_num_threads(threads)
-    m["head_params"] = float(model.head_parameters())
-    m["params"] = float(model.num_parameters())
-    m["head_positions"] = float(math.prod(model.head_size))
+    m["head_params"] = float(built.head_parameters())
+    m["params"] = float(built.num_parameters())
+    m["head_positions"] = float(math.prod(built.head_size)) if built.head_size is not None else math.nan
     m["wall_s"] = time.perf_counter() - t0
     return m
