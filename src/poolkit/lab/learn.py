@@ -5,10 +5,13 @@ operations): the lab's conv stack runs at full resolution, and after it sit
 ``K`` heads, one per candidate λ (default 0, 0.25, 0.5, 0.75, 1). Head ``k``
 pools the maps to about ``L ** (1 - λ_k)`` positions per axis with the study's
 statistic (one non-overlapping pool, or a global one at λ = 1) and classifies
-with its own linear layer. The network's logits are the mixture
-``Σ_k p_k · head_k`` with ``p = softmax(α)``; the ``K`` logits ``α`` are the
+with its own linear layer, trained on its own loss (the weights minimize the
+mean of the heads' losses). The network predicts with the mixture
+``Σ_k p_k · softmax(head_k)``, ``p = softmax(α)``; the ``K`` logits ``α`` are the
 lever, and the learned λ is the mixture's expected λ, ``Σ_k p_k λ_k``, in the
-grid's units.
+grid's units. Because each head is a classifier in its own right, a head cannot
+buy weight by scaling its logits: ``p`` moves to the heads whose predictions
+score best on α's objective.
 
 Objective (``objective=``):
 
@@ -147,6 +150,9 @@ class LearnedLeverNet(nn.Module):
         >>> net(torch.rand(2, 1, 40)).shape, round(net.learned_lever(), 3)
         (torch.Size([2, 10]), 0.5)
     """
+
+    _lever_values: Tensor
+    _positions: Tensor
 
     def __init__(
         self,
