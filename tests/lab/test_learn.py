@@ -114,3 +114,13 @@ def test_cli_learn(tmp_path):
     assert res.exit_code == 0, res.output
     frame = trials_frame(f"sqlite:///{(tmp_path / 'poolkit.db').resolve()}", "digits-shift-zeros")
     assert len(frame) == 1 and 0.0 <= frame["learned_lever"].iloc[0] <= 1.0
+
+
+def test_diffstride_on_the_lever_is_frozen_or_refused(tiny):
+    from poolkit.lab.models import LeverNet
+
+    net = LeverNet(1, 10, tiny.spatial, 0.5, pool="diffstride:smoothness=1", channels=4)
+    pools = [m for m in net.modules() if type(m).__name__.startswith("DiffStridePool")]
+    assert pools and all(not list(p.parameters()) for p in pools)
+    with pytest.raises(ValueError, match="learnable"):
+        LeverNet(1, 10, tiny.spatial, 0.5, pool="diffstride:learnable=true", channels=4)

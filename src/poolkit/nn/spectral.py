@@ -71,6 +71,8 @@ class _DiffStridePoolNd(nn.Module):
 
     _dim: ClassVar[int] = 0
     fn = staticmethod(PF.diffstride_pool)
+    #: the output size follows a learned parameter (a fixed-size head after it must freeze it)
+    size_follows_parameters: ClassVar[bool] = True
     conformance_skip: ClassVar[dict[str, str]] = {
         "kernel_larger": "kernel_size is the initial stride, not a window: a stride past the input size is "
         "well defined (the crop keeps at least the ramp, as in the paper)",
