@@ -5,7 +5,8 @@ max and a linear head (the head accepts any size, as DiffStride's changing outpu
 ``max`` and ``blurpool`` keep stride 2; ``diffstride`` starts at 2 and learns its stride per
 axis with the weights (same Adam, same learning rate). Trained by the lab's loop
 (:func:`poolkit.lab.train.train_model`); prints test accuracy (mean ± std over seeds),
-the learned strides and the wall time. Finished trials are appended to ``--out``.
+the learned strides and the wall time. Finished trials are appended to ``--out``; a rerun
+skips them.
 
     python benchmarks/diffstride_vs_pools.py --dataset mnist1d
     python benchmarks/diffstride_vs_pools.py --dataset digits-shift --padding circular --steps 600 --channels 16
@@ -92,8 +93,14 @@ def main(argv: list[str] | None = None) -> None:
     ds = load_dataset(args.dataset, seed=0)
     cfg = TrainConfig(steps=args.steps, channels=args.channels, padding=args.padding)
     out = Path(args.out)
+    done = set()
+    if out.exists():  # resume: skip the trials already measured
+        done = {(r["dataset"], r["padding"], r["pool"], r["seed"])
+                for r in map(json.loads, out.read_text().splitlines()) if r}
     for seed in range(args.seeds):
         for pool in args.pools.split(","):
+            if (args.dataset, args.padding, pool, seed) in done:
+                continue
             t0 = time.perf_counter()
             torch.manual_seed(seed)
             net = Net(ds, pool, args.channels, cfg.blocks, args.padding)

@@ -123,9 +123,16 @@ def test_module_learns_the_stride():
 
 
 def test_bounds_hold_and_pass_gradient():
-    s = torch.tensor([0.5], requires_grad=False)
     with pytest.raises(ValueError, match="stride"):
-        PF.diffstride_pool(torch.rand(1, 1, 16), s)
+        PF.diffstride_pool(torch.rand(1, 1, 16), 0.5)
+    with pytest.raises(ValueError, match="stride"):
+        PF.diffstride_pool(torch.rand(1, 1, 16), torch.tensor([math.nan]))
+    # a learned stride an optimizer pushed below 1 is held at the bound, its gradient passes
+    s = torch.tensor([0.5], requires_grad=True)
+    y = PF.diffstride_pool(torch.rand(1, 1, 16), s)
+    assert y.shape[-1] == spectral_output_size(16, 16 / 12)
+    y.sum().backward()
+    assert s.grad is not None
     s = torch.tensor([1.01], requires_grad=True)
     y = PF.diffstride_pool(torch.rand(1, 1, 16, dtype=torch.float32), s, smoothness=4.0)
     lo, _ = stride_bounds(16, 4.0)

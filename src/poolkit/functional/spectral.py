@@ -140,9 +140,10 @@ def diffstride_pool(
 
     Args:
         input: ``(N, C, *spatial)`` with 1 to 3 spatial axes, floating point.
-        stride: a number, one number per axis, or a tensor (scalar or one value per axis)
-            that may require grad; values are held within :func:`stride_bounds`, with the
-            gradient passed straight through at a bound.
+        stride: a number (>= 1), one number per axis, or a tensor (scalar or one value per
+            axis) that may require grad; a tensor's values are held within
+            :func:`stride_bounds` (an optimizer may push them past a bound), with the gradient
+            passed straight through at a bound.
         smoothness: ramp width ``R`` in frequency bins (the paper's default 4); 0 is a hard
             crop, whose output does not depend on the stride differentiably.
         lower: lowest stride (default 1: never upsample).
@@ -176,8 +177,9 @@ def diffstride_pool(
     if upper is not None and (isinstance(upper, bool) or not isinstance(upper, (int, float)) or upper < lower):
         raise ValueError(f"upper (the highest stride) must be None or a number >= lower ({lower}), got {upper!r}")
     vals, tensor = _stride_values(stride, d)
-    if any(not (v >= 1) or math.isinf(v) for v in vals):
-        raise ValueError(f"stride must be finite and >= 1 on every axis, got {vals}")
+    if any(not math.isfinite(v) for v in vals) or (tensor is None and any(v < 1 for v in vals)):
+        # a learned (tensor) stride that an optimizer pushed past a bound is held at the bound instead
+        raise ValueError(f"stride must be finite, and >= 1 on every axis when given as numbers, got {vals}")
     dtype = input.dtype
     x = input.float() if dtype in (torch.float16, torch.bfloat16) else input
     work = x.dtype
