@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import poolkit
 from poolkit.lab.data import load_dataset
 from poolkit.lab.models import build_pool
 from poolkit.lab.train import TrainConfig, _accuracy, _predict, train_model
@@ -42,8 +43,11 @@ class Net(nn.Module):
         layers: list[nn.Module] = []
         c = ds.channels
         for _ in range(blocks):
-            layers += [conv(c, channels, k, padding=k // 2, padding_mode=padding), nn.ReLU(),
-                       build_pool(pool, dim, (stride,) * dim, channels, None, padding)]
+            if pool.startswith("diffstride"):  # learnable here: the global head takes any size
+                pooler = poolkit.create_pool(pool, dim=dim, kernel_size=float(stride))
+            else:
+                pooler = build_pool(pool, dim, (stride,) * dim, channels, None, padding)
+            layers += [conv(c, channels, k, padding=k // 2, padding_mode=padding), nn.ReLU(), pooler]
             c = channels
         self.body = nn.Sequential(*layers)
         self.glob = {1: nn.AdaptiveMaxPool1d, 2: nn.AdaptiveMaxPool2d}[dim](1)
