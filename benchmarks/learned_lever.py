@@ -17,6 +17,7 @@ skips trials already there.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -26,7 +27,7 @@ from pathlib import Path
 import torch
 
 from poolkit.lab.data import load_dataset
-from poolkit.lab.learn import LearnConfig, run_learned_trial
+from poolkit.lab.learn import LearnConfig, parse_learn, run_learned_trial
 from poolkit.lab.train import TrainConfig, run_trial
 
 
@@ -95,6 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--channels", type=int, default=32)
     ap.add_argument("--pool", default="max")
     ap.add_argument("--objectives", default="val,train")
+    ap.add_argument("--learn", default="learn", help="learned-mode options, e.g. learn:arch_every=8 (objective "
+                    "comes from --objectives)")
+    ap.add_argument("--no-grid", action="store_true", help="only the learned trials")
     ap.add_argument("--out", default="bench-learned-lever.jsonl")
     ap.add_argument("--table", default=None, help="only print the tables of this JSON-lines file")
     args = ap.parse_args(argv)
@@ -112,11 +116,11 @@ def main(argv: list[str] | None = None) -> None:
             r = json.loads(ln)
             done.add((r["dataset"], r["padding"], r["kind"], r.get("objective"), r.get("lever"), r["seed"]))
     levers = [float(v) for v in args.levers.split(",")]
-    base = {"dataset": args.dataset, "padding": args.padding, "steps": args.steps, "channels": args.channels,
+    base = {"learn": args.learn, "dataset": args.dataset, "padding": args.padding, "steps": args.steps, "channels": args.channels,
             "pool": args.pool, "train_size": len(ds.y_train)}
     # the learned trials with the held-out objective first, then the grid, then the training-loss objective
     jobs = [("learn", "val", None, s) for s in range(args.seeds)]
-    jobs += [("grid", None, lv, s) for s in range(args.seeds) for lv in levers]
+    jobs += [] if args.no_grid else [("grid", None, lv, s) for s in range(args.seeds) for lv in levers]
     jobs += [("learn", "train", None, s) for s in range(args.seeds)]
     objectives = set(args.objectives.split(","))
     for kind, obj, lv, seed in jobs:
@@ -127,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
         if kind == "grid":
             m = run_trial(ds, "none" if lv == 0 else args.pool, lv, seed, cfg)
         else:
-            m = run_learned_trial(ds, args.pool, seed, cfg, LearnConfig(objective=obj))
+            opts = parse_learn(args.learn) or LearnConfig()
+            m = run_learned_trial(ds, args.pool, seed, cfg, dataclasses.replace(opts, objective=obj))
         row = {**base, "kind": kind, "objective": obj, "lever": lv, "seed": seed,
                **{k: v for k, v in m.items() if k in ("test_acc", "train_acc", "wall_s", "learned_lever",
                                                        "lever_trajectory", "lever_weights")}}
