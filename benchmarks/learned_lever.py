@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> None:
             r = json.loads(ln)
             done.add((r["dataset"], r["padding"], r["kind"], r.get("objective"), r.get("lever"), r["seed"]))
     levers = [float(v) for v in args.levers.split(",")]
-    base = {"learn": args.learn, "dataset": args.dataset, "padding": args.padding, "steps": args.steps, "channels": args.channels,
-            "pool": args.pool, "train_size": len(ds.y_train)}
+    base = {"learn": args.learn, "dataset": args.dataset, "padding": args.padding, "steps": args.steps,
+            "channels": args.channels, "pool": args.pool, "train_size": len(ds.y_train)}
     # the learned trials with the held-out objective first, then the grid, then the training-loss objective
     jobs = [("learn", "val", None, s) for s in range(args.seeds)]
     jobs += [] if args.no_grid else [("grid", None, lv, s) for s in range(args.seeds) for lv in levers]
