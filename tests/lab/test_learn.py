@@ -32,6 +32,8 @@ def test_parse_learn():
         parse_learn("learn:objective=test")
     with pytest.raises(ValueError, match="heads"):
         LearnConfig(heads=1)
+    with pytest.raises(ValueError, match="head_loss"):
+        LearnConfig(head_loss="max")
     assert learn_key(LearnConfig()) != learn_key(LearnConfig(objective="train"))
 
 
@@ -51,10 +53,11 @@ def test_gradients_reach_the_lever(spatial):
     torch.testing.assert_close(net(x).exp().sum(1), torch.ones(3))
 
 
-@pytest.mark.parametrize("objective", ["val", "train"])
-def test_learned_trial_records_lever(tiny, objective):
+@pytest.mark.parametrize("objective,head_loss", [("val", "mean"), ("train", "mean"), ("val", "weighted")])
+def test_learned_trial_records_lever(tiny, objective, head_loss):
     cfg = TrainConfig(steps=6, channels=4, batch_size=16)
-    m = run_learned_trial(tiny, "max", 0, cfg, LearnConfig(objective=objective, arch_every=1, arch_lr=0.2))
+    learn = LearnConfig(objective=objective, arch_every=1, arch_lr=0.2, head_loss=head_loss)
+    m = run_learned_trial(tiny, "max", 0, cfg, learn)
     lv, traj = m["learned_lever"], m["lever_trajectory"]
     assert isinstance(lv, float) and 0.0 <= lv <= 1.0
     assert len(traj) == 7 and traj[0] == pytest.approx(0.5) and traj[-1] == pytest.approx(lv)

@@ -76,6 +76,8 @@ class LearnConfig:
         arch_lr: Adam learning rate of α.
         compute: weight of the compute term on α's loss (0 = off).
         arch_every: steps between α updates (each costs one forward pass of a held-out batch).
+        head_loss: ``"mean"`` (every head's loss counts the same) or ``"weighted"`` (weighted by the
+            current mixture weights, detached: the shared conv stack serves the heads α prefers).
     """
 
     objective: str = "val"
@@ -84,6 +86,7 @@ class LearnConfig:
     arch_lr: float = 0.05
     compute: float = 0.0
     arch_every: int = 2
+    head_loss: str = "mean"
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -94,6 +97,8 @@ class LearnConfig:
             raise ValueError(f"holdout must be a fraction in (0, 1), got {self.holdout!r}")
         if not isinstance(self.arch_lr, (int, float)) or not self.arch_lr > 0:
             raise ValueError(f"arch_lr must be a positive number, got {self.arch_lr!r}")
+        if self.head_loss not in ("mean", "weighted"):
+            raise ValueError(f"head_loss must be 'mean' or 'weighted', got {self.head_loss!r}")
         if isinstance(self.arch_every, bool) or not isinstance(self.arch_every, int) or self.arch_every < 1:
             raise ValueError(f"arch_every must be a positive int, got {self.arch_every!r}")
         if not isinstance(self.compute, (int, float)) or not self.compute >= 0:
@@ -298,7 +303,11 @@ def train_learned(
         logits = model.head_logits(x)
         # every head learns as a classifier of its own (the mean of their losses), so a head's
         # weight in the mixture says how good it is, not how loud its logits are
-        loss = torch.stack([F.cross_entropy(h, y, weight=weight) for h in logits]).mean()
+        losses = torch.stack([F.cross_entropy(h, y, weight=weight) for h in logits])
+        if learn.head_loss == "weighted":
+            loss = (model.weights().detach() * losses).sum()
+        else:
+            loss = losses.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
