@@ -58,17 +58,21 @@ def table(rows: list[dict]) -> str:
         out.append("| --- |" + " --- |" * len(levers))
         out.append("| grid test acc (%) | " + " | ".join(_pct(acc[lv]) for lv in levers) + " |")
         out.append("| grid wall (s) | " + " | ".join(f"{statistics.mean(wall[lv]):.0f}" for lv in levers) + " |")
-        best = max(levers, key=lambda lv: statistics.mean(acc[lv])) if levers else math.nan
+        if not levers:
+            continue
+        best = max(levers, key=lambda lv: statistics.mean(acc[lv]))
         i = levers.index(best) if levers else 0
         lo, hi = (levers[max(0, i - 1)], levers[min(len(levers) - 1, i + 1)]) if levers else (math.nan, math.nan)
         out.append("")
-        out.append("| objective | learned λ | in [" + f"{lo:g}, {hi:g}" + "] | test acc (%) | Δ vs grid best (pts) "
+        out.append(f"| mode | objective | learned λ | in [{lo:g}, {hi:g}] | test acc (%) | Δ vs grid best (pts) "
                    "| wall (s) | wall / fixed-λ trial at best λ | wall / mean fixed-λ trial |")
-        out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         best_acc = statistics.mean(acc[best]) if levers else math.nan
         mean_wall = statistics.mean(r["wall_s"] for r in grid) if grid else math.nan
-        for obj in ("val", "train"):
-            lr = [r for r in rs if r["kind"] == "learn" and r["objective"] == obj]
+        modes = sorted({(r.get("learn", "learn"), r["objective"]) for r in rs if r["kind"] == "learn"},
+                       key=lambda m: (m[1] != "val", m[0]))
+        for spec, obj in modes:
+            lr = [r for r in rs if r["kind"] == "learn" and (r.get("learn", "learn"), r["objective"]) == (spec, obj)]
             if not lr:
                 continue
             lam = [r["learned_lever"] for r in lr]
@@ -77,7 +81,7 @@ def table(rows: list[dict]) -> str:
             w = statistics.mean(r["wall_s"] for r in lr)
             delta = 100 * (statistics.mean(a) - best_acc)
             out.append(
-                f"| {obj} | {_ms(lam)} | {inside}/{len(lam)} | {_pct(a)} | {delta:+.1f} "
+                f"| `{spec}` | {obj} | {_ms(lam)} | {inside}/{len(lam)} | {_pct(a)} | {delta:+.1f} "
                 f"| {w:.0f} | {w / statistics.mean(wall[best]):.2f}× | {w / mean_wall:.2f}× |"
             )
         out.append(f"\ngrid best λ = {best:g} ({100 * best_acc:.1f} %); seeds: "
