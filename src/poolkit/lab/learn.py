@@ -6,7 +6,8 @@ operations): the lab's conv stack runs at full resolution, and after it sit
 pools the maps to about ``L ** (1 - λ_k)`` positions per axis with the study's
 statistic (one non-overlapping pool, or a global one at λ = 1) and classifies
 with its own linear layer, trained on its own loss (the weights minimize the
-mean of the heads' losses). The network predicts with the mixture
+heads' losses weighted by the current, detached mixture weights; ``head_loss="mean"``
+weighs them equally). The network predicts with the mixture
 ``Σ_k p_k · softmax(head_k)``, ``p = softmax(α)``; the ``K`` logits ``α`` are the
 lever, and the learned λ is the mixture's expected λ, ``Σ_k p_k λ_k``, in the
 grid's units. Because each head is a classifier in its own right, a head cannot
@@ -76,8 +77,9 @@ class LearnConfig:
         arch_lr: Adam learning rate of α.
         compute: weight of the compute term on α's loss (0 = off).
         arch_every: steps between α updates (each costs one forward pass of a held-out batch).
-        head_loss: ``"mean"`` (every head's loss counts the same) or ``"weighted"`` (weighted by the
-            current mixture weights, detached: the shared conv stack serves the heads α prefers).
+        head_loss: ``"weighted"`` (default: the heads' losses weighted by the current mixture weights,
+            detached, so the shared conv stack serves the heads α prefers) or ``"mean"`` (every head's
+            loss counts the same; measured lower accuracy, BENCHMARKS.md).
     """
 
     objective: str = "val"
@@ -86,7 +88,7 @@ class LearnConfig:
     arch_lr: float = 0.05
     compute: float = 0.0
     arch_every: int = 2
-    head_loss: str = "mean"
+    head_loss: str = "weighted"
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
