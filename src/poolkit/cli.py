@@ -5,6 +5,7 @@ Examples::
     poolkit study                                    # mnist1d, max/avg, λ = 0, 0.5, 1, 2 seeds
     poolkit study --dataset digits-where --padding circular --pools max --levers 0,0.25,0.5,0.75,1
     poolkit study --dataset mnist1d --n-trials 20 --sampler tpe   # search λ
+    poolkit study --dataset mnist1d --pools max --levers learn --seeds 3   # the network learns λ
     poolkit study --model my_models.py:resnet1d --dataset npz:ecg.npz --device cuda   # your model, your GPU
     poolkit study --model my_models.py:small_cnn --dataset folder:images/ --data-option size=32,32
     poolkit report mnist1d-zeros --storage sqlite:///poolkit-out/poolkit.db --out report/
@@ -59,7 +60,8 @@ def study(
     dataset: str = typer.Option("mnist1d", help="mnist1d, digits-shift, digits-where, npz:PATH, folder:PATH, "
                                 "ucr:NAME, csv:PATH"),
     pools: str = typer.Option("max,avg", help="comma-separated pool specs (poolkit list)"),
-    levers: str = typer.Option("0,0.5,1", help="comma-separated λ values in [0, 1]"),
+    levers: str = typer.Option("0,0.5,1", help="comma-separated λ values in [0, 1], or 'learn' (the network "
+                               "learns λ; 'learn:objective=train' to learn it on the training loss)"),
     seeds: int = typer.Option(2, min=1, help="seeds per grid point"),
     storage: str | None = typer.Option(None, help="Optuna storage URL [default: sqlite:///OUT/poolkit.db]"),
     study_name: str | None = typer.Option(None, help="[default: DATASET-PADDING]"),
@@ -102,7 +104,7 @@ def study(
         cfg = StudyConfig(
             dataset=dataset,
             pools=pools,
-            levers=parse_levers(levers),
+            levers=levers.strip() if levers.strip().lower().startswith("learn") else parse_levers(levers),
             seeds=seeds,
             train_size=train_size,
             data_options=parse_options(data_option),

@@ -40,11 +40,18 @@ def build_pool(
     Statistics without an adaptive form (blurpool, maxblur, aps, lps) pool globally
     with one window covering the map, which needs the map's ``size``. Blurs pad
     like the convolutions (``padding_mode``), unless the spec says otherwise:
-    circular padding keeps the network exactly invariant at ``lever=1``.
+    circular padding keeps the network exactly invariant at ``lever=1``. A pool whose
+    output size follows a learned parameter (``diffstride``) is built with it frozen.
     """
     name, given = poolkit.parse_spec(spec)
     accepted = inspect.signature(poolkit.get_pool_class(name, dim)).parameters
     kw: dict[str, object] = {}
+    if getattr(poolkit.get_pool_class(name, dim), "size_follows_parameters", False):
+        # a learned stride would change the map size under the flatten head: it stays at the schedule's
+        if given.get("learnable"):
+            raise ValueError(f"{spec!r}: a learned stride changes the size the lever's flatten head needs; "
+                             "use learnable=false here, or --levers learn to learn the amount of pooling")
+        kw["learnable"] = False
     for key in ("blur_padding_mode", "padding_mode"):
         if key in accepted and "filt" in accepted and not ({"blur_padding_mode", "padding_mode"} & set(given)):
             kw[key] = padding_mode

@@ -84,11 +84,14 @@ class StudyConfig:
         model: None (the reference LeverNet) or the user's factory: ``"path/to/file.py:FUNC"``,
             ``"package.module:FUNC"`` or a callable ``FUNC(in_channels, num_classes)`` returning an
             ``nn.Module`` (a module-level function when ``workers > 1``); see :mod:`poolkit.lab.custom`.
+
+    ``levers="learn"`` (or ``"learn:objective=train,heads=3"``) runs the learned-λ mode instead of a
+    grid: one trial per (statistic, seed), whose network learns its λ (:mod:`poolkit.lab.learn`).
     """
 
     dataset: str = "mnist1d"
     pools: Sequence[str] = ("max", "avg")
-    levers: Sequence[float] = (0.0, 0.5, 1.0)
+    levers: Sequence[float] | str = (0.0, 0.5, 1.0)
     seeds: int = 2
     train_size: int | None = None
     data_options: dict[str, Any] = field(default_factory=dict)
@@ -97,6 +100,15 @@ class StudyConfig:
     model: Any = None
 
     def __post_init__(self) -> None:
+        from .learn import parse_learn
+
+        self.learn = parse_learn(self.levers)  # learned-λ mode; the candidates stand in for the grid
+        self.levers = self.learn.levers if self.learn else self.levers
+        if self.learn and self.n_trials is not None:
+            raise ValueError("levers='learn' learns λ in each trial; it does not combine with n_trials (TPE)")
+        if self.learn and self.model is not None:
+            raise ValueError("levers='learn' trains the lab's reference network; it does not take model= yet "
+                             "(sweep your model's λ with a grid of levers instead)")
         if isinstance(self.pools, str):
             self.pools = [p for p in self.pools.split(",") if p]
         self.pools = [str(p).strip() for p in self.pools]
@@ -143,6 +155,8 @@ class StudyConfig:
         }
         if self.model is not None:
             ident["model"] = self.model_name
+        if self.learn:
+            ident["learn"] = self.learn.to_dict()  # other learned-λ options are another study
         if train_fn is not None:
             from .custom import model_name
 
@@ -164,6 +178,10 @@ def default_study_name(dataset: str, padding: str, model: Any = None) -> str:
 
 def grid_points(config: StudyConfig) -> list[tuple[str, float, int]]:
     """(statistic, λ, seed) triples; λ = 0 appears once per seed as ``"none"``."""
+    if config.learn:  # one learned trial per (statistic, seed), keyed by a stand-in λ
+        from .learn import learn_key
+
+        return [(p, learn_key(config.learn), s) for p in config.pools for s in range(config.seeds)]
     pts = []
     for lever in config.levers:
         for pool in ["none"] if lever == 0 else config.pools:
@@ -332,13 +350,18 @@ def _objective(ds: Any, config: StudyConfig, progress: bool, train_fn: TrainFn |
         else:
             if "pool" not in trial.user_attrs:
                 raise _NoGridPoint()
-            lever = trial.suggest_float("lever", 0.0, 1.0)
+            lever = trial.suggest_float("lever", 0.0, 1.0) if not config.learn else trial.user_attrs["lever"]
             pool, seed = trial.user_attrs["pool"], int(trial.user_attrs["seed"])
             if _claimed_elsewhere(trial, _key(pool, lever, seed)):
                 trial.set_user_attr("duplicate_of_grid_point", True)
                 raise _NoGridPoint()
-        m = run_trial(ds, pool, lever, seed, config.train, progress=progress, model=config.model,
-                      train_fn=train_fn)
+        if config.learn:
+            from .learn import run_learned_trial
+
+            m = run_learned_trial(ds, pool, seed, config.train, config.learn, progress=progress)
+        else:
+            m = run_trial(ds, pool, lever, seed, config.train, progress=progress, model=config.model,
+                          train_fn=train_fn)
         trial.set_user_attr("device", str(resolve_device(config.train.device)))
         for k, v in m.items():
             trial.set_user_attr(k, None if isinstance(v, float) and math.isnan(v) else v)
@@ -476,6 +499,9 @@ def run_study(
     if train_fn is not None and not callable(train_fn):
         raise TypeError(f"train_fn must be a callable train_fn(model, dataset, config, seed), got "
                         f"{type(train_fn).__name__}")
+    if train_fn is not None and config.learn:
+        raise ValueError("train_fn does not combine with levers='learn' (the learned-λ mode trains its own "
+                         "mixture of heads)")
     if workers > 1:
         _check_picklable(config.model, "model")
         _check_picklable(train_fn, "train_fn")
@@ -555,7 +581,8 @@ def trials_frame(storage: str, study_name: str) -> Any:
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if _trial_key(t) is None:
             continue
-        row = {"trial": t.number, **t.user_attrs, "lever": float(t.params["lever"])}
+        # a learned trial has no λ parameter: its λ is the user attribute learned_lever
+        row = {"trial": t.number, **t.user_attrs, "lever": float(t.params.get("lever", math.nan))}
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame.attrs.update({k: v for k, v in study.user_attrs.items() if isinstance(v, str)})

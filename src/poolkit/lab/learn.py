@@ -1,0 +1,402 @@
+"""A learned lever: the network learns how much it pools, in one training run.
+
+Mechanism (a relaxed choice among heads, as DARTS relaxes a choice among
+operations): the lab's conv stack runs at full resolution, and after it sit
+``K`` heads, one per candidate λ (default 0, 0.25, 0.5, 0.75, 1). Head ``k``
+pools the maps to about ``L ** (1 - λ_k)`` positions per axis with the study's
+statistic (one non-overlapping pool, or a global one at λ = 1) and classifies
+with its own linear layer, trained on its own loss (the weights minimize the
+heads' losses weighted by the current, detached mixture weights; ``head_loss="mean"``
+weighs them equally). The network predicts with the mixture
+``Σ_k p_k · softmax(head_k)``, ``p = softmax(α)``; the ``K`` logits ``α`` are the
+lever, and the learned λ is the mixture's expected λ, ``Σ_k p_k λ_k``, in the
+grid's units. Because each head is a classifier in its own right, a head cannot
+buy weight by scaling its logits: ``p`` moves to the heads whose predictions
+score best on α's objective.
+
+Objective (``objective=``):
+
+- ``"val"`` (default): the weights train on the training loss of a part of the
+  training set; α is updated on the loss of the held-out rest (``holdout``, a
+  split of the TRAINING set, never the test set), first-order, as DARTS updates
+  its architecture weights. Each α step costs one forward pass of a held-out
+  batch (no backward through the conv stack).
+- ``"train"``: α is learned with the weights on the training loss. Pooling pays
+  off on held-out data, not on the training loss, so expect this one to choose
+  too little pooling; it is here to be measured against ``"val"``.
+
+An optional compute term (``compute=``, off by default) adds
+``compute · Σ_k p_k · positions_k / positions_0`` to α's loss, the analogue of
+DiffStride's complexity regularizer: it pushes towards fewer head positions.
+
+Limits: every candidate pools once, after the last conv block, whereas a grid
+model at the same λ spreads its pools over the blocks, so the conv stack here
+always runs at full resolution (the cost of the λ = 0 and λ = 1 grid models) and
+the learned λ is read on a slightly different architecture than the grid's;
+the trained network is the mixture of heads (a small ensemble), whose test
+accuracy is what a trial reports; the learned λ is an expectation over the
+candidates, so it lies in [min λ_k, max λ_k] and cannot leave the candidates'
+range.
+
+>>> from poolkit.lab.data import load_dataset
+>>> from poolkit.lab.train import TrainConfig
+>>> ds = load_dataset("digits-shift", train_size=40, test_size=20)
+>>> m = run_learned_trial(ds, "max", 0, TrainConfig(steps=3, channels=4), LearnConfig())
+>>> 0.0 <= m["learned_lever"] <= 1.0, len(m["lever_trajectory"]) > 1
+(True, True)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .data import Dataset
+from .lever import check_lever, pool_schedule
+from .models import LeverNet, _probe, build_pool
+
+__all__ = ["LearnConfig", "LearnedLeverNet", "parse_learn", "run_learned_trial", "learn_key", "OBJECTIVES"]
+
+OBJECTIVES = ("val", "train")
+
+
+@dataclass(frozen=True)
+class LearnConfig:
+    """Options of the learned-λ mode (``levers="learn"`` or ``"learn:objective=train,heads=3"``).
+
+    Args:
+        objective: ``"val"`` (α on a held-out split of the training set, first-order) or ``"train"``.
+        heads: number of candidate λ, evenly spaced over [0, 1] (5: 0, 0.25, 0.5, 0.75, 1).
+        holdout: fraction of the training set held out for α when ``objective="val"``.
+        arch_lr: Adam learning rate of α.
+        compute: weight of the compute term on α's loss (0 = off).
+        arch_every: steps between α updates (each costs one forward pass of a held-out batch).
+        head_loss: ``"weighted"`` (default: the heads' losses weighted by the current mixture weights,
+            detached, so the shared conv stack serves the heads α prefers) or ``"mean"`` (every head's
+            loss counts the same; measured lower accuracy, BENCHMARKS.md).
+    """
+
+    objective: str = "val"
+    heads: int = 5
+    holdout: float = 0.2
+    arch_lr: float = 0.05
+    compute: float = 0.0
+    arch_every: int = 2
+    head_loss: str = "weighted"
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if isinstance(self.heads, bool) or not isinstance(self.heads, int) or self.heads < 2:
+            raise ValueError(f"heads (candidate λ values) must be an int >= 2, got {self.heads!r}")
+        if not isinstance(self.holdout, (int, float)) or not 0.0 < self.holdout < 1.0:
+            raise ValueError(f"holdout must be a fraction in (0, 1), got {self.holdout!r}")
+        if not isinstance(self.arch_lr, (int, float)) or not self.arch_lr > 0:
+            raise ValueError(f"arch_lr must be a positive number, got {self.arch_lr!r}")
+        if self.head_loss not in ("mean", "weighted"):
+            raise ValueError(f"head_loss must be 'mean' or 'weighted', got {self.head_loss!r}")
+        if isinstance(self.arch_every, bool) or not isinstance(self.arch_every, int) or self.arch_every < 1:
+            raise ValueError(f"arch_every must be a positive int, got {self.arch_every!r}")
+        if not isinstance(self.compute, (int, float)) or not self.compute >= 0:
+            raise ValueError(f"compute must be a number >= 0, got {self.compute!r}")
+
+    @property
+    def levers(self) -> tuple[float, ...]:
+        """The candidate λ values."""
+        return tuple(i / (self.heads - 1) for i in range(self.heads))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_learn(levers: object) -> LearnConfig | None:
+    """``"learn"`` / ``"learn:objective=train,heads=3"`` -> a :class:`LearnConfig`; anything else -> None.
+
+    Example:
+        >>> parse_learn("learn:objective=train").objective
+        'train'
+        >>> parse_learn([0, 0.5]) is None
+        True
+    """
+    if not isinstance(levers, str) or levers.strip().split(":")[0].strip().lower() != "learn":
+        return None
+    from poolkit.registry import parse_spec
+
+    _, params = parse_spec(levers)
+    names = {f.name for f in fields(LearnConfig)}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise ValueError(f"learned-lever option(s) {', '.join(unknown)} unknown; accepted: {', '.join(sorted(names))}")
+    return LearnConfig(**params)
+
+
+def learn_key(config: LearnConfig) -> float:
+    """The stand-in λ that keys a learned trial in a study's storage (never a real λ: -1 val, -2 train)."""
+    return -1.0 - OBJECTIVES.index(config.objective)
+
+
+class LearnedLeverNet(nn.Module):
+    """The lab's conv stack at full resolution, then one pooled head per candidate λ, mixed by softmax(α).
+
+    Args:
+        in_channels: input channels.
+        num_classes: classes.
+        spatial: input size per spatial axis (1 or 2 axes).
+        pool: registry spec of the statistic every head pools with.
+        levers: candidate λ values.
+        padding_mode, channels, blocks, kernel_size: as :class:`poolkit.lab.models.LeverNet`.
+
+    Example:
+        >>> net = LearnedLeverNet(1, 10, (40,), "max")
+        >>> net(torch.rand(2, 1, 40)).shape, round(net.learned_lever(), 3)
+        (torch.Size([2, 10]), 0.5)
+    """
+
+    _lever_values: Tensor
+    _positions: Tensor
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        spatial: tuple[int, ...],
+        pool: str = "max",
+        levers: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0),
+        padding_mode: str = "zeros",
+        channels: int = 32,
+        blocks: int = 2,
+        kernel_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        spatial = tuple(int(s) for s in spatial)
+        self.levers = tuple(check_lever(v) for v in levers)
+        if len(self.levers) < 2:
+            raise ValueError(f"levers must hold at least two candidate values, got {levers!r}")
+        # the λ = 0 LeverNet is the conv stack with no pools: reuse it, drop its head
+        base = LeverNet(in_channels, num_classes, spatial, 0.0, pool, padding_mode, channels, blocks, kernel_size)
+        self.body = base.body
+        self.pool_spec = pool
+        self.input_size = spatial
+        dim = len(spatial)
+        pools, heads, sizes = [], [], []
+        for lever in self.levers:
+            sched = pool_schedule(spatial, lever, blocks=1)
+            kern = None if sched.global_pool else sched.kernels[0]
+            p = nn.Identity() if lever == 0 else build_pool(pool, dim, kern, channels, spatial, padding_mode)
+            c, *rest = _probe(p, (channels, *spatial))
+            pools.append(p)
+            sizes.append(tuple(rest))
+            heads.append(nn.Sequential(nn.Flatten(), nn.Linear(c * math.prod(rest), num_classes)))
+        self.pools = nn.ModuleList(pools)
+        self.heads = nn.ModuleList(heads)
+        self.head_sizes = sizes
+        self.alpha = nn.Parameter(torch.zeros(len(self.levers)))
+        self.register_buffer("_lever_values", torch.tensor(self.levers), persistent=False)
+        self.register_buffer(
+            "_positions", torch.tensor([float(math.prod(s)) for s in sizes]) / math.prod(sizes[0]), persistent=False
+        )
+
+    def weights(self) -> Tensor:
+        """The mixture weights ``softmax(α)`` over the candidate λ."""
+        return torch.softmax(self.alpha, 0)
+
+    def lever(self) -> Tensor:
+        """The learned λ as a differentiable scalar tensor: ``Σ_k p_k λ_k``."""
+        return (self.weights() * self._lever_values.to(self.alpha.dtype)).sum()
+
+    def learned_lever(self) -> float:
+        """The learned λ as a float (reads the device)."""
+        return float(self.lever().detach())
+
+    def expected_positions(self) -> Tensor:
+        """Head positions relative to the λ = min candidate's, expected under the mixture (the compute term)."""
+        return (self.weights() * self._positions.to(self.alpha.dtype)).sum()
+
+    def head_logits(self, x: Tensor) -> Tensor:
+        """``(K, N, num_classes)``: every head's logits for ``x``."""
+        f = self.body(x)
+        return torch.stack([h(p(f)) for p, h in zip(self.pools, self.heads)])
+
+    def mix(self, logits: Tensor) -> Tensor:
+        """Log-probabilities ``(N, C)`` of the mixture ``Σ_k p_k softmax(logits_k)`` of head logits ``(K, N, C)``."""
+        logp = torch.log_softmax(self.alpha, 0).reshape(-1, 1, 1) + torch.log_softmax(logits, -1)
+        return torch.logsumexp(logp, 0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mix(self.head_logits(x))
+
+    def features(self, x: Tensor) -> Tensor:
+        """The input of the most weighted head (what the lab's instruments measure)."""
+        k = int(self.alpha.detach().argmax())
+        y = self.pools[k](self.body(x))
+        return y[0] if isinstance(y, tuple) else y
+
+    @property
+    def head_size(self) -> tuple[int, ...]:
+        return self.head_sizes[int(self.alpha.detach().argmax())]
+
+    def head_parameters(self) -> int:
+        """Parameters of the most weighted head."""
+        return sum(p.numel() for p in self.heads[int(self.alpha.detach().argmax())].parameters())
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every parameter except the lever α."""
+        return [p for n, p in self.named_parameters() if n != "alpha"]
+
+
+def _split(n: int, holdout: float, seed: int) -> tuple[Tensor, Tensor]:
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(10_007 + seed))
+    k = min(n - 1, max(1, round(n * holdout)))
+    return perm[k:], perm[:k]
+
+
+class _Batches:
+    """Seeded mini-batches over ``idx``, reshuffled every epoch (as the lab's training loop)."""
+
+    def __init__(self, idx: Tensor, batch: int, gen: torch.Generator) -> None:
+        self.idx, self.bs, self.gen = idx, min(batch, len(idx)), gen
+        self.order, self.pos = idx[torch.randperm(len(idx), generator=gen)], 0
+
+    def next(self) -> Tensor:
+        if self.pos + self.bs > len(self.idx):
+            self.order, self.pos = self.idx[torch.randperm(len(self.idx), generator=self.gen)], 0
+        out = self.order[self.pos : self.pos + self.bs]
+        self.pos += self.bs
+        return out
+
+
+def train_learned(
+    model: LearnedLeverNet, ds: Dataset, config: Any, learn: LearnConfig, seed: int, progress: bool = False
+) -> list[float]:
+    """Train weights and lever together; return the learned λ's trajectory (about 50 points)."""
+    from .train import _autocast, _class_weights, _device_of
+
+    dev = _device_of(model)
+    weight = _class_weights(ds, config)
+    weight = None if weight is None else weight.to(dev)
+    scaler = torch.amp.GradScaler(dev.type) if config.amp and dev.type == "cuda" else None
+    n = len(ds.y_train)
+    gen = torch.Generator().manual_seed(seed)
+    if learn.objective == "val":
+        fit_idx, held_idx = _split(n, learn.holdout, seed)
+        held = _Batches(held_idx, config.batch_size, gen)
+    else:
+        fit_idx = torch.arange(n)
+    fit = _Batches(fit_idx, config.batch_size, gen)
+    opt = torch.optim.Adam(model.weight_parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    arch = torch.optim.Adam([model.alpha], lr=learn.arch_lr, betas=(0.5, 0.999))
+    every = max(1, config.steps // 50)
+    trajectory = [model.learned_lever()]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, desc="steps (learned λ)", leave=False, unit="step")
+    model.train()
+    for step in range(1, config.steps + 1):
+        idx = fit.next()
+        x, y = ds.X_train[idx].to(dev, non_blocking=True), ds.y_train[idx].to(dev, non_blocking=True)
+        with _autocast(dev, config.amp):
+            logits = model.head_logits(x).float()
+        # every head learns as a classifier of its own (the mean of their losses), so a head's
+        # weight in the mixture says how good it is, not how loud its logits are
+        losses = torch.stack([F.cross_entropy(h, y, weight=weight) for h in logits])
+        if learn.head_loss == "weighted":
+            loss = (model.weights().detach() * losses).sum()
+        else:
+            loss = losses.mean()
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        if step % learn.arch_every == 0:
+            if learn.objective == "val":
+                # first-order: α's gradient on a held-out batch at the current weights; the conv
+                # stack and heads run without autograd, so only the mixture is differentiated
+                hidx = held.next()
+                with torch.no_grad(), _autocast(dev, config.amp):
+                    hl = model.head_logits(ds.X_train[hidx].to(dev, non_blocking=True)).float()
+                hy = ds.y_train[hidx].to(dev, non_blocking=True)
+            else:
+                hl, hy = logits.detach(), y
+            arch.zero_grad(set_to_none=True)
+            aloss = F.nll_loss(model.mix(hl), hy, weight=weight) + learn.compute * model.expected_positions()
+            aloss.backward()
+            arch.step()
+        if step % every == 0 or step == config.steps:
+            trajectory.append(model.learned_lever())
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return trajectory
+
+
+def run_learned_trial(
+    ds: Dataset, pool: str, seed: int, config: Any = None, learn: LearnConfig | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """Train and measure one learned-λ network (statistic ``pool``, ``seed``) on ``ds``.
+
+    Args:
+        ds: a validated dataset.
+        pool: registry spec every candidate head pools with.
+        seed: seeds the weights, the held-out split and the batch order.
+        config: a :class:`poolkit.lab.train.TrainConfig` (steps, batch size, lr, conv width, padding...).
+        learn: the learned-λ options (default :class:`LearnConfig`).
+        progress: show a progress bar over steps.
+
+    Returns:
+        What :func:`poolkit.lab.train.run_trial` returns (accuracies, consistency, ... of the trained
+        mixture), plus ``learned_lever`` (float, λ units), ``lever_trajectory`` (list of floats over
+        training), ``lever_weights`` (the final mixture weights), ``lever_candidates``,
+        ``learn_objective`` and ``head_positions`` (expected under the mixture).
+    """
+    from dataclasses import replace
+
+    from .compute import trial_compute
+    from .train import TrainConfig, evaluate, resolve_device
+
+    config = config or TrainConfig()
+    dev = resolve_device(config.device)
+    config = replace(config, device=str(dev))
+    learn = learn or LearnConfig()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        t0 = time.perf_counter()
+        torch.manual_seed(seed)
+        model = LearnedLeverNet(
+            ds.channels, ds.num_classes, ds.spatial, pool, learn.levers, config.padding, config.channels,
+            config.blocks, config.kernel_size,
+        ).to(dev)
+        trajectory = train_learned(model, ds, config, learn, seed, progress)
+        m: dict[str, Any] = dict(evaluate(model, ds, config, seed))  # type: ignore[arg-type]
+        model.eval()
+        m.update(trial_compute(model, ds.X_test[:256].to(dev), amp=config.amp))
+    finally:
+        torch.set_num_threads(threads)
+    w = model.weights().detach()
+    m["learned_lever"] = model.learned_lever()
+    m["lever_trajectory"] = [float(v) for v in trajectory]
+    m["lever_weights"] = [float(v) for v in w.tolist()]
+    m["lever_candidates"] = list(learn.levers)
+    m["learn_objective"] = learn.objective
+    m["head_params"] = float(model.head_parameters())
+    m["params"] = float(model.num_parameters())
+    m["head_positions"] = float(sum(p * math.prod(s) for p, s in zip(w.tolist(), model.head_sizes)))
+    m["wall_s"] = time.perf_counter() - t0
+    return m

@@ -1,0 +1,129 @@
+"""The learned-λ mode: one run learns how much the network pools."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+import torch
+
+from poolkit.lab.data import load_dataset
+from poolkit.lab.learn import LearnConfig, LearnedLeverNet, learn_key, parse_learn, run_learned_trial
+from poolkit.lab.study import StudyConfig, grid_points, run_study, trials_frame
+from poolkit.lab.train import TrainConfig
+
+OPTS = {"test_size": 20}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_dataset("digits-shift", train_size=40, **OPTS)
+
+
+def test_parse_learn():
+    assert parse_learn("learn") == LearnConfig()
+    cfg = parse_learn("learn:objective=train,heads=3,compute=0.1")
+    assert cfg.objective == "train" and cfg.levers == (0.0, 0.5, 1.0) and cfg.compute == 0.1
+    assert parse_learn("0,0.5") is None and parse_learn([0.5]) is None
+    with pytest.raises(ValueError, match="accepted"):
+        parse_learn("learn:temperature=2")
+    with pytest.raises(ValueError, match="objective"):
+        parse_learn("learn:objective=test")
+    with pytest.raises(ValueError, match="heads"):
+        LearnConfig(heads=1)
+    with pytest.raises(ValueError, match="head_loss"):
+        LearnConfig(head_loss="max")
+    assert learn_key(LearnConfig()) != learn_key(LearnConfig(objective="train"))
+
+
+@pytest.mark.parametrize("spatial", [(40,), (16, 16)])
+def test_gradients_reach_the_lever(spatial):
+    torch.manual_seed(0)
+    net = LearnedLeverNet(1, 5, spatial, "max", channels=4)
+    x, y = torch.rand(3, 1, *spatial), torch.tensor([0, 1, 2])
+    assert net.head_sizes[0] == spatial and net.head_sizes[-1] == (1,) * len(spatial)
+    lever = net.lever()
+    (g,) = torch.autograd.grad(lever, net.alpha)
+    assert (g.abs() > 0).sum() >= 2  # dλ/dα: the expectation moves with α
+    loss = torch.nn.functional.nll_loss(net(x), y)
+    loss.backward()
+    assert net.alpha.grad is not None and net.alpha.grad.abs().sum() > 0
+    # the head mixture is a proper distribution over classes
+    torch.testing.assert_close(net(x).exp().sum(1), torch.ones(3))
+
+
+@pytest.mark.parametrize("objective,head_loss", [("val", "mean"), ("train", "mean"), ("val", "weighted")])
+def test_learned_trial_records_lever(tiny, objective, head_loss):
+    cfg = TrainConfig(steps=6, channels=4, batch_size=16)
+    learn = LearnConfig(objective=objective, arch_every=1, arch_lr=0.2, head_loss=head_loss)
+    m = run_learned_trial(tiny, "max", 0, cfg, learn)
+    lv, traj = m["learned_lever"], m["lever_trajectory"]
+    assert isinstance(lv, float) and 0.0 <= lv <= 1.0
+    assert len(traj) == 7 and traj[0] == pytest.approx(0.5) and traj[-1] == pytest.approx(lv)
+    assert any(abs(v - 0.5) > 1e-4 for v in traj[1:])  # α moved
+    assert sum(m["lever_weights"]) == pytest.approx(1.0) and m["learn_objective"] == objective
+    assert 0.0 <= m["test_acc"] <= 1.0 and m["wall_s"] > 0
+
+
+def test_objective_val_uses_only_training_data(tiny, monkeypatch):
+    # α's batches come from the training set: corrupting the test set changes nothing in training
+    cfg = TrainConfig(steps=4, channels=4, batch_size=16)
+    a = run_learned_trial(tiny, "avg", 1, cfg, LearnConfig())
+    tiny2 = load_dataset("digits-shift", train_size=40, **OPTS)
+    tiny2.X_test.normal_()
+    b = run_learned_trial(tiny2, "avg", 1, cfg, LearnConfig())
+    assert a["lever_trajectory"] == b["lever_trajectory"]
+
+
+def test_learn_mode_runs_through_run_study(tmp_path):
+    cfg = StudyConfig("digits-shift", pools=["max"], levers="learn", seeds=2, train_size=40, data_options=OPTS,
+                      train=TrainConfig(steps=3, channels=4))
+    assert cfg.learn is not None and grid_points(cfg) == [("max", -1.0, 0), ("max", -1.0, 1)]
+    url, name = run_study(cfg, out=tmp_path)
+    study = optuna.load_study(study_name=name, storage=url)
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 2
+    for t in trials:
+        assert 0.0 <= t.user_attrs["learned_lever"] <= 1.0
+        traj = t.user_attrs["lever_trajectory"]
+        assert isinstance(traj, list) and all(isinstance(v, float) for v in traj)
+    frame = trials_frame(url, name)
+    assert {"learned_lever", "lever_trajectory"} <= set(frame.columns) and frame["lever"].isna().all()
+    # resuming runs nothing again; a grid in the same study keeps its own points
+    run_study(cfg, out=tmp_path)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 2
+    grid = StudyConfig("digits-shift", pools=["max"], levers=[1.0], seeds=1, train_size=40, data_options=OPTS,
+                       train=TrainConfig(steps=3, channels=4))
+    run_study(grid, out=tmp_path)
+    frame = trials_frame(url, name)
+    assert len(frame) == 3 and frame["lever"].dropna().tolist() == [1.0]
+    assert not math.isnan(frame["learned_lever"].dropna().iloc[0])
+
+
+def test_learn_mode_refuses_tpe():
+    with pytest.raises(ValueError, match="learn"):
+        StudyConfig("digits-shift", levers="learn", n_trials=3)
+
+
+def test_cli_learn(tmp_path):
+    from typer.testing import CliRunner
+
+    from poolkit.cli import app
+
+    res = CliRunner().invoke(app, ["study", "--dataset", "digits-shift", "--pools", "max", "--levers", "learn",
+                                   "--seeds", "1", "--train-size", "40", "--data-option", "test_size=20",
+                                   "--steps", "2", "--channels", "4", "--out", str(tmp_path), "--no-report"])
+    assert res.exit_code == 0, res.output
+    frame = trials_frame(f"sqlite:///{(tmp_path / 'poolkit.db').resolve()}", "digits-shift-zeros")
+    assert len(frame) == 1 and 0.0 <= frame["learned_lever"].iloc[0] <= 1.0
+
+
+def test_diffstride_on_the_lever_is_frozen_or_refused(tiny):
+    from poolkit.lab.models import LeverNet
+
+    net = LeverNet(1, 10, tiny.spatial, 0.5, pool="diffstride:smoothness=1", channels=4)
+    pools = [m for m in net.modules() if type(m).__name__.startswith("DiffStridePool")]
+    assert pools and all(not list(p.parameters()) for p in pools)
+    with pytest.raises(ValueError, match="learnable"):
+        LeverNet(1, 10, tiny.spatial, 0.5, pool="diffstride:learnable=true", channels=4)
