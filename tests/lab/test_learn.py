@@ -127,3 +127,28 @@ def test_diffstride_on_the_lever_is_frozen_or_refused(tiny):
     assert pools and all(not list(p.parameters()) for p in pools)
     with pytest.raises(ValueError, match="learnable"):
         LeverNet(1, 10, tiny.spatial, 0.5, pool="diffstride:learnable=true", channels=4)
+
+
+def test_learned_trial_runs_on_the_trial_device_and_records_compute(tiny):
+    cfg = TrainConfig(steps=2, channels=4, batch_size=16, device="cpu")
+    m = run_learned_trial(tiny, "max", 0, cfg, LearnConfig(arch_every=1))
+    assert m["flops_per_sample"] > 0 and 0 < m["pool_flops_share"] < 1 and m["forward_ms_per_sample"] > 0
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            run_learned_trial(tiny, "max", 0, TrainConfig(steps=1, channels=4, device="cuda:0"), LearnConfig())
+
+
+def test_other_learned_options_are_other_trials():
+    keys = {learn_key(LearnConfig(**kw)) for kw in ({}, {"heads": 3}, {"head_loss": "mean"}, {"arch_lr": 0.1})}
+    assert len(keys) == 4 and all(-2 < k <= -1 for k in keys)
+    assert len({learn_key(LearnConfig(objective="train", heads=h)) for h in (2, 3, 5)}) == 3
+
+
+def test_learned_mode_refuses_train_fn_and_model_before_storing(tmp_path):
+    cfg = StudyConfig("digits-shift", pools=["max"], levers="learn", seeds=1, train_size=40, data_options=OPTS,
+                      train=TrainConfig(steps=1, channels=4))
+    with pytest.raises(ValueError, match="train_fn"):
+        run_study(cfg, out=tmp_path, train_fn=lambda *a: None)
+    assert not (tmp_path / "poolkit.db").exists()  # refused before any storage was written
+    with pytest.raises(ValueError, match="model="):
+        StudyConfig("digits-shift", levers="learn", model="tests/lab/user_models.py:resnet1d")

@@ -48,8 +48,10 @@ range.
 
 from __future__ import annotations
 
+import json
 import math
 import time
+import zlib
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -137,8 +139,25 @@ def parse_learn(levers: object) -> LearnConfig | None:
 
 
 def learn_key(config: LearnConfig) -> float:
-    """The stand-in λ that keys a learned trial in a study's storage (never a real λ: -1 val, -2 train)."""
-    return -1.0 - OBJECTIVES.index(config.objective)
+    """The stand-in λ that keys a learned trial in a study's storage (never a real λ).
+
+    -1 (objective ``val``) or -2 (``train``) with the default options; other options add a fraction
+    in (-1, 0) drawn from a checksum of them, so a rerun with other options trains new trials
+    beside the stored ones instead of taking those as done.
+
+    Example:
+        >>> learn_key(LearnConfig()), learn_key(LearnConfig(objective="train"))
+        (-1.0, -2.0)
+        >>> -2.0 < learn_key(LearnConfig(heads=3)) < -1.0
+        True
+    """
+    base = -1.0 - OBJECTIVES.index(config.objective)
+    opts = {k: v for k, v in config.to_dict().items() if k != "objective"}
+    default = {k: v for k, v in LearnConfig().to_dict().items() if k != "objective"}
+    if opts == default:
+        return base
+    digest = zlib.crc32(json.dumps(opts, sort_keys=True).encode())
+    return base - (1 + digest % 999_998) / 1_000_000  # six decimals: the storage key's rounding
 
 
 class LearnedLeverNet(nn.Module):

@@ -155,8 +155,6 @@ class StudyConfig:
         }
         if self.model is not None:
             ident["model"] = self.model_name
-        if self.learn:
-            ident["learn"] = self.learn.to_dict()  # other learned-λ options are another study
         if train_fn is not None:
             from .custom import model_name
 
