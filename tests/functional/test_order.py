@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import poolkit.functional as PF
-import poolkit.functional.order as order_mod
+import poolkit.functional._fast.order as order_kernels
 from poolkit import nn as pnn
 
 DIMS = (1, 2, 3)
@@ -179,7 +179,7 @@ def _call(fn, x, case, **kw):
 def median_path(request, monkeypatch):
     """Run median_pool (no autograd) on its sorting-network path (small windows) or force its sort path."""
     if request.param == "sort":
-        monkeypatch.setattr(order_mod, "_NETWORK_MAX_CELLS", 0)
+        monkeypatch.setattr(order_kernels, "_NETWORK_MAX_CELLS", 0)
     return request.param
 
 
