@@ -46,7 +46,10 @@ def _classes(fam: str, d: int) -> tuple[type, type]:
     return getattr(pnn, f"{base}{d}d"), getattr(nn, f"{base}{d}d")
 
 
-def _input(d: int, layout: str, device: torch.device, dtype=torch.float32, seed: int = 0) -> torch.Tensor:
+def _input(d: int, layout: str, device: torch.device, dtype=torch.float32, seed: int = 0,
+           positive: bool = False) -> torch.Tensor:
+    """Signed normal input in ``layout``; ``positive``: |x| + 0.1 in the same layout (LPPool: torch pools
+    x^p, poolkit |x|^p; the two agree on positive input only, see the lp_pool docstring)."""
     g = torch.Generator().manual_seed(seed)
     shape = SHAPES[d]
     if layout == "contiguous":
@@ -56,6 +59,8 @@ def _input(d: int, layout: str, device: torch.device, dtype=torch.float32, seed:
     else:  # every other channel of a wider tensor, and the last axis reversed in memory
         wide = torch.randn((shape[0], 2 * shape[1], *shape[2:]), generator=g, dtype=dtype)
         x = wide[:, ::2]
+    if positive:
+        x.abs_().add_(0.1)  # in place: the layout stays
     x = x.to(device)
     if layout == "view":
         assert not x.is_contiguous()
@@ -94,7 +99,7 @@ def test_namesake_matches_torch(case, device):
     fam, d, args = case
     exact = fam.startswith(("Max", "AdaptiveMax", "Fractional"))
     for layout in LAYOUTS:
-        x = _input(d, layout, device)
+        x = _input(d, layout, device, positive=fam == "LPPool")
         ours, theirs = _build(fam, d, args, x)
         for mode in MODES:
             ours.train(mode == "train")
@@ -118,7 +123,7 @@ def test_namesake_matches_torch(case, device):
 def test_namesake_low_precision_layout(d, device):
     """bfloat16 (and float64): torch's dtype and strides, values to the dtype's precision."""
     for dtype in (torch.bfloat16, torch.float64):
-        x = _input(d, "channels_last" if d > 1 else "contiguous", device, dtype=dtype)
+        x = _input(d, "channels_last" if d > 1 else "contiguous", device, dtype=dtype, positive=True)
         for fam, args in (("MaxPool", (3, 2, 1)), ("AvgPool", (3, 2, 1)), ("LPPool", (2, 3, 2)),
                           ("AdaptiveAvgPool", (3,)), ("AdaptiveMaxPool", (3,))):
             ours, theirs = _build(fam, d, args, x)
