@@ -8,7 +8,6 @@ Runs on ``pytest --device cuda`` too (see tests/conftest.py).
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from torch import nn
