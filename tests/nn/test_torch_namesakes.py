@@ -47,8 +47,7 @@ def _classes(fam: str, d: int) -> tuple[type, type]:
 
 def _input(d: int, layout: str, device: torch.device, dtype=torch.float32, seed: int = 0,
            positive: bool = False) -> torch.Tensor:
-    """Signed normal input in ``layout``; ``positive``: |x| + 0.1 in the same layout (LPPool: torch pools
-    x^p, poolkit |x|^p; the two agree on positive input only, see the lp_pool docstring)."""
+    """Signed normal input in ``layout``; ``positive``: |x| + 0.1 in the same layout."""
     g = torch.Generator().manual_seed(seed)
     shape = SHAPES[d]
     if layout == "contiguous":
@@ -98,7 +97,7 @@ def test_namesake_matches_torch(case, device):
     fam, d, args = case
     exact = fam.startswith(("Max", "AdaptiveMax", "Fractional"))
     for layout in LAYOUTS:
-        x = _input(d, layout, device, positive=fam == "LPPool")
+        x = _input(d, layout, device)
         ours, theirs = _build(fam, d, args, x)
         for mode in MODES:
             ours.train(mode == "train")
@@ -134,6 +133,19 @@ def test_namesake_low_precision_layout(d, device):
                 a = _outs(ours(x))[0]
             assert a.dtype == b.dtype == dtype and a.stride() == b.stride(), (fam, dtype, a.stride(), b.stride())
             torch.testing.assert_close(a, b, msg=f"{fam} {dtype}")
+
+
+@pytest.mark.parametrize("d", (1, 2, 3))
+def test_lppool_absolute_is_the_norm_on_signed_input(d, device):
+    """``absolute=True``: (sum over the window of |x|^p)^(1/p), written here with unfold."""
+    x = _input(d, "contiguous", device)
+    m = getattr(pnn, f"LPPool{d}d")(3.0, 2, absolute=True)
+    w = x.abs()
+    for i in range(d):
+        w = w.unfold(2 + i, 2, 2)
+    ref = w.pow(3).reshape(*w.shape[: 2 + d], -1).sum(-1).pow(1 / 3)
+    torch.testing.assert_close(m(x), ref)
+    assert torch.isfinite(m(x)).all()
 
 
 def test_namesakes_take_torch_keywords():

@@ -161,9 +161,11 @@ class _LPPoolNd(_PoolNd):
     :func:`poolkit.functional.lp_pool`.
 
     torch's arguments in torch's order: ``norm_type`` (the power ``p``, ``>= 1``, ``math.inf`` allowed),
-    ``kernel_size``, ``stride=None``, ``ceil_mode=False``; poolkit's extras (``padding``,
-    ``padding_mode``, ``output_size``) are keyword-only. In a spec string the power is ``p``
-    (``"lp:p=4"``) or ``norm_type``. ``p`` reads ``norm_type``.
+    ``kernel_size``, ``stride=None``, ``ceil_mode=False``; poolkit's extras (``absolute``, ``padding``,
+    ``padding_mode``, ``output_size``) are keyword-only. By default torch's values on signed input too
+    (the signed sum ``S = sum x^p`` then ``S^(1/p)``: NaN where torch's is, e.g. a negative ``S`` with a
+    fractional ``1/p``); ``absolute=True`` pools ``|x|^p``, the norm, finite on any input. In a spec
+    string the power is ``p`` (``"lp:p=4"``) or ``norm_type``. ``p`` reads ``norm_type``.
 
     Example:
         >>> LPPool1d(2, 2)(torch.tensor([[[3.0, 4.0]]]))
@@ -180,10 +182,13 @@ class _LPPoolNd(_PoolNd):
         stride: IntOrTuple | None = None,
         ceil_mode: bool = False,
         *,
+        absolute: bool = False,
         padding: Padding = 0,
         padding_mode: str = "zeros",
         output_size: OutputSize = None,
     ) -> None:
+        if not isinstance(absolute, bool):
+            raise TypeError(f"absolute must be a bool, got {type(absolute).__name__}")
         if kernel_size is None and output_size is None:
             raise TypeError(f"{type(self).__name__} needs kernel_size (its second argument, after norm_type) "
                             "or output_size=")
@@ -191,17 +196,21 @@ class _LPPoolNd(_PoolNd):
         if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)) or not norm_type >= 1:
             raise ValueError(f"norm_type (p) must be a float >= 1 (math.inf allowed), got {norm_type!r}")
         self.norm_type = float(norm_type)
+        self.absolute = absolute
 
     @property
     def p(self) -> float:
         return self.norm_type
 
     def fn_kwargs(self) -> dict[str, Any]:
-        return {**self.window_kwargs(), "p": self.norm_type}
+        kw = {**self.window_kwargs(), "p": self.norm_type}
+        if self.absolute:
+            kw["absolute"] = True
+        return kw
 
     def extra_repr(self) -> str:  # torch's order: norm_type first
         base = super().extra_repr().rsplit(", norm_type=", 1)[0]
-        return f"norm_type={self.norm_type:g}, {base}"
+        return f"norm_type={self.norm_type:g}, {base}" + (", absolute=True" if self.absolute else "")
 
 
 class _GeMPoolNd(_ChannelsMixin, _PoolNd):
