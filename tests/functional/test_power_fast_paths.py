@@ -1,10 +1,11 @@
-"""The fast paths of the smooth statistics against their plain formulas.
+"""The fast kernels of the smooth statistics against their plain formulas.
 
 Without autograd the pointwise map and the native average run chunk by chunk
-(:func:`poolkit.functional.power._chunked_means`); under autograd lp, gem, lse,
-softpool and stochastic pooling's eval mode use custom backwards built on
-torch's native average-pooling backward. Both must give the plain formula's
-values and gradients (references here: torch ops with autograd, float64).
+(:func:`poolkit.functional._fast.power._chunked_means`); under autograd lp, gem
+and stochastic pooling's eval mode use custom backwards built on torch's native
+average-pooling backward; lse and softpool shift each window by its maximum in
+non-overlapping phases. All must give the plain formula's values and gradients
+(references here: torch ops with autograd, float64).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import poolkit
 import poolkit.functional as PF
-from poolkit.functional import power as P
+from poolkit.functional._fast import power as K
 
 DT = torch.float64
 CL = {2: torch.channels_last, 3: torch.channels_last_3d}
@@ -121,10 +123,22 @@ def test_custom_backwards_are_the_ones_used():
         "lp": PF.lp_pool(x, 2, p=3.0), "gem": PF.gem_pool(x, 2), "lse": PF.lse_pool(x, 2),
         "softpool": PF.softpool(x, 2), "stochastic": PF.stochastic_pool(x, 2, training=False),
     }
-    expected = {"lp": P._LpFn, "gem": P._GemFn, "lse": P._LseFn, "softpool": P._SoftPoolFn,
-                "stochastic": P._LehmerFn}
+    expected = {"lp": K._LpFn, "gem": K._GemFn, "stochastic": K._LehmerFn}
     for name, y in names.items():
-        assert type(y.grad_fn).__name__ == expected[name].__name__ + "Backward", (name, type(y.grad_fn).__name__)
+        if name in expected:
+            assert type(y.grad_fn).__name__ == expected[name].__name__ + "Backward", (name, type(y.grad_fn).__name__)
+        else:  # lse and softpool: autograd through the window-max shifted phases (no custom function)
+            assert type(y.grad_fn).__name__ in ("AddBackward0", "DivBackward0"), (name, type(y.grad_fn).__name__)
+
+
+def test_lse_and_softpool_under_autograd_take_the_phases_kernel(monkeypatch):
+    seen = []
+    real = K._phase_reduce
+    monkeypatch.setattr(K, "_phase_reduce", lambda *a: seen.append(1) or real(*a))
+    x = rand(2).requires_grad_(True)
+    PF.lse_pool(x, 3, 1, 1).sum().backward()
+    PF.softpool(x, 2).sum().backward()
+    assert len(seen) == 2
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
@@ -230,14 +244,14 @@ def test_zero_windows_have_zero_gradient():
 def spy(monkeypatch):
     """Counts the chunked path's calls that answered (not ``None``)."""
     calls = []
-    real = P._chunked_means
+    real = K._chunked_means
 
     def wrapped(*a, **kw):
         out = real(*a, **kw)
         calls.append(out is not None)
         return out
 
-    monkeypatch.setattr(P, "_chunked_means", wrapped)
+    monkeypatch.setattr(K, "_chunked_means", wrapped)
     return calls
 
 
@@ -247,9 +261,6 @@ NOGRAD = {
     "lp1": lambda x, **k: PF.lp_pool(x, p=1.0, **k),
     "gem": lambda x, **k: PF.gem_pool(x, p=3.0, **k),
     "gem_c": lambda x, **k: PF.gem_pool(x, p=torch.tensor([1.0, 2.5, 4.0]).to(x.dtype), **k),
-    "lse": lambda x, **k: PF.lse_pool(x, beta=2.0, **k),
-    "lse_c": lambda x, **k: PF.lse_pool(x, beta=torch.tensor([0.5, 1.0, 2.0]).to(x.dtype), **k),
-    "softpool": lambda x, **k: PF.softpool(x, **k),
     "stochastic": lambda x, **k: PF.stochastic_pool(x, training=False, **k),
 }
 
@@ -266,13 +277,13 @@ def test_chunked_path_equals_plain_path(name, dim, layout, spy, monkeypatch):
     fn = NOGRAD[name]
     geoms = [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
              dict(kernel_size=3, stride=2, ceil_mode=True)]
-    if name.startswith(("gem", "lse")):
+    if name.startswith("gem"):
         geoms.append(dict(kernel_size=3, stride=2, padding=1, count_include_pad=False))
     for kw in geoms:
         with torch.no_grad():
-            monkeypatch.setattr(P, "_CHUNK_BYTES", 0)
+            monkeypatch.setattr(K, "_CHUNK_BYTES", 0)
             plain = fn(x, **kw)
-            monkeypatch.setattr(P, "_CHUNK_BYTES", 700)  # a few rows or one sample per chunk: many chunks
+            monkeypatch.setattr(K, "_CHUNK_BYTES", 700)  # a few rows or one sample per chunk: many chunks
             spy.clear()
             chunked = fn(x, **kw)
         assert spy and spy[-1], kw  # the chunked path answered
@@ -283,13 +294,16 @@ def test_chunked_path_equals_plain_path(name, dim, layout, spy, monkeypatch):
 def test_chunked_path_is_skipped_where_it_does_not_apply(spy):
     x = rand(2, dtype=torch.float32)
     with torch.no_grad():
-        PF.softpool(x, 3, 1, 1, padding_mode="reflect")  # padding by copies: not one native average
-        PF.gem_pool(x, output_size=3)  # adaptive
+        PF.lp_pool(x, 3, 1, 1, padding_mode="reflect")  # padding by copies: not one native average
+        PF.gem_pool(x, output_size=3)  # adaptive, uneven
+        PF.gem_pool(x[..., ::2], 2)  # neither contiguous nor channels_last
         assert not any(spy)
-        PF.lse_pool(x.half(), 2)  # low precision computes in float32 (chunked)
+        PF.lp_pool(x.half(), 2)  # low precision computes in float32 (chunked)
         assert spy[-1]
     spy.clear()
-    PF.softpool(x.requires_grad_(True), 2)  # autograd: the custom backward, not the chunks
+    with poolkit.fast_paths(False), torch.no_grad():
+        PF.gem_pool(x, 2)  # the switch
+    PF.gem_pool(x.requires_grad_(True), 2)  # autograd: the custom backward, not the chunks
     assert not spy
 
 
@@ -317,10 +331,10 @@ def test_chunked_overflow_keeps_the_exact_fallback():
     ids=["softpool", "lse", "gem", "lp", "stochastic"],
 )
 def test_custom_backwards_support_double_backward(fn, dim, spy_backward):
-    """create_graph=True gives a differentiable gradient (gradgradcheck), through the custom functions."""
+    """create_graph=True gives a differentiable gradient (gradgradcheck), through the fast kernels."""
     x = rand(dim, size=5, c=2, low=0.1, high=1.5).requires_grad_(True)
     assert torch.autograd.gradgradcheck(fn, (x,))
-    assert spy_backward, "the custom autograd function did not run"
+    assert spy_backward, "the fast kernel did not run"
 
 
 def test_gem_double_backward_reaches_a_learnable_p():
@@ -333,8 +347,10 @@ def test_gem_double_backward_reaches_a_learnable_p():
 def spy_backward(monkeypatch):
     """Records which custom functions' backwards ran."""
     seen: list[str] = []
-    for name in ("_SoftPoolFn", "_LseFn", "_GemFn", "_LpFn", "_LehmerFn"):
-        cls = getattr(P, name)
+    real = K._phase_reduce  # lse and softpool: autograd through the shifted phases
+    monkeypatch.setattr(K, "_phase_reduce", lambda *a: seen.append("phases") or real(*a))
+    for name in ("_GemFn", "_LpFn", "_LehmerFn"):
+        cls = getattr(K, name)
         original = cls.backward
 
         def wrapped(ctx, *g, _orig=original, _name=name):
@@ -353,13 +369,13 @@ def test_chunked_mixed_equals_plain_mixed(alpha, dim, layout, monkeypatch):
         pytest.skip("1-d has one layout")
     used = dim == 1 or (dim == 2 and layout == "contiguous")  # where the chunks change the layout
     calls = []
-    real = P._chunked_mixed
+    real = K._chunks
 
     def spy_mixed(*args):
         calls.append(real(*args))
         return calls[-1]
 
-    monkeypatch.setattr(P, "_chunked_mixed", spy_mixed)
+    monkeypatch.setattr(K, "_chunks", spy_mixed)
     x = rand(dim, size=9, c=3, low=-2.0, high=2.0, dtype=torch.float32)
     if layout == "channels_last":
         x = x.contiguous(memory_format=CL[dim])
@@ -368,12 +384,12 @@ def test_chunked_mixed_equals_plain_mixed(alpha, dim, layout, monkeypatch):
              dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)]
     for kw in geoms:
         with torch.no_grad():
-            monkeypatch.setattr(P, "_CHUNK_BYTES", 0)
+            monkeypatch.setattr(K, "_CHUNK_BYTES", 0)
             plain = PF.mixed_pool(x, alpha=a, **kw)
-            monkeypatch.setattr(P, "_CHUNK_BYTES", 700)  # many chunks, an uneven last one
+            monkeypatch.setattr(K, "_CHUNK_BYTES", 700)  # many chunks, an uneven last one
             calls.clear()
             chunked = PF.mixed_pool(x, alpha=a, **kw)
-        assert calls and (calls[-1] is not None) == used, kw  # the chunked path answered where it applies
+        assert bool(calls) == used, kw  # the chunked kernel answered where it applies
         ref = torch.lerp(PF.avg_pool(x, **kw), PF.max_pool(x, kw["kernel_size"], kw.get("stride"), kw.get("padding", 0),
                                                         ceil_mode=kw.get("ceil_mode", False)),
                          a.view((1, -1) + (1,) * dim) if isinstance(a, torch.Tensor) else a)
