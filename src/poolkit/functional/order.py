@@ -18,6 +18,7 @@ from torch import Tensor
 
 from . import _fast
 from ._fast import order as _order_kernels  # noqa: F401  (registers the kernels)
+from ._fast.layout import as_layout
 from ._window import (
     IntOrTuple,
     OutputSize,
@@ -202,15 +203,15 @@ def median_pool(
     src, views, valid, count = window_source(x, kernel_size, stride, padding, dilation, ceil_mode, padding_mode,
                                              output_size, torch.inf)
     y = _fast.dispatch("median", src, views, valid, count, d)
-    if y is not None:
-        return y
-    w = views.view(src).flatten(-d)
-    srt = _sorted(w, None if valid is None else valid.flatten(-d), descending=False)
-    if count is None:
-        y = srt[..., (w.shape[-1] - 1) // 2]
-    else:
-        y = srt.gather(-1, ((count - 1) // 2).long().unsqueeze(-1).expand(*srt.shape[:-1], 1)).squeeze(-1)
-    return torch.where(w.isnan().any(-1), torch.nan, y)  # NaN windows: NaN, and no gradient
+    if y is None:
+        w = views.view(src).flatten(-d)
+        srt = _sorted(w, None if valid is None else valid.flatten(-d), descending=False)
+        if count is None:
+            y = srt[..., (w.shape[-1] - 1) // 2]
+        else:
+            y = srt.gather(-1, ((count - 1) // 2).long().unsqueeze(-1).expand(*srt.shape[:-1], 1)).squeeze(-1)
+        y = torch.where(w.isnan().any(-1), torch.nan, y)  # NaN windows: NaN, and no gradient
+    return as_layout(y, x)  # the input's layout, as torch's poolings keep it
 
 
 def _check_k(k: object) -> int:
@@ -272,17 +273,17 @@ def topk_pool(
                                              output_size, -torch.inf)
     kk = min(k, math.prod(views.view(src).shape[-d:]))
     y = _fast.dispatch("topk", src, views, valid, count, d, kk)
-    if y is not None:
-        return y
-    w = views.view(src).flatten(-d)
-    top = _sorted(w, None if valid is None else valid.flatten(-d), descending=True)[..., :kk]
-    if count is None:
-        y = top.mean(-1)
-    else:  # the first min(kk, count) sorted cells are input cells
-        m = count.clamp(max=kk)
-        keep = torch.arange(kk, device=w.device) < m.unsqueeze(-1)
-        y = (torch.where(keep, top, 0.0).sum(-1) / m.to(w.dtype)).to(w.dtype)
-    return torch.where(w.isnan().any(-1), torch.nan, y)  # NaN windows: NaN, and no gradient
+    if y is None:
+        w = views.view(src).flatten(-d)
+        top = _sorted(w, None if valid is None else valid.flatten(-d), descending=True)[..., :kk]
+        if count is None:
+            y = top.mean(-1)
+        else:  # the first min(kk, count) sorted cells are input cells
+            m = count.clamp(max=kk)
+            keep = torch.arange(kk, device=w.device) < m.unsqueeze(-1)
+            y = (torch.where(keep, top, 0.0).sum(-1) / m.to(w.dtype)).to(w.dtype)
+        y = torch.where(w.isnan().any(-1), torch.nan, y)  # NaN windows: NaN, and no gradient
+    return as_layout(y, x)  # the input's layout, as torch's poolings keep it
 
 
 def range_pool(

@@ -1,9 +1,9 @@
 """Fast kernels of the binomial blur; the formula (pad, then one depthwise convolution) is in ``antialias.py``.
 
-- ``band``: contiguous CPU maps up to moderate size (subsampled, stride > 1 in some dim): one product with a
+- ``band``: contiguous 2-d/3-d CPU maps of moderate size (28 to 128, subsampled): one product with a
   ``(L_out, L)`` band matrix per spatial axis, a plain GEMM in which the padded taps of every padding mode
   are folded exactly; torch's NCHW depthwise convolution runs far slower on CPU.
-- ``conv_padding``: zero padding with an odd filter, any device: the convolution's own zero padding
+- ``conv_padding`` (tried first): zero padding with an odd filter, any device: the convolution's own zero padding
   instead of a padded copy of the input.
 - ``subsample``: ``filt=1``, the identity filter: a strided copy.
 
@@ -30,6 +30,8 @@ _CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
 #: with ``L`` per output, the convolution's does not)
 _BAND_MAX = 128
 _BAND_MAX_GRAD = 256
+#: below this size the convolution measured faster (small GEMMs run far below the machine's speed)
+_BAND_MIN = 28
 
 
 def layout_of(x: Tensor) -> torch.memory_format:
@@ -79,24 +81,6 @@ def blur_band(x: Tensor, filt: int, stride: tuple[int, ...], mode: str) -> Tenso
     return y
 
 
-def _band_applies(x: Tensor, filt: int, s: tuple[int, ...], mode: str, weight: Tensor) -> bool:
-    grad = torch.is_grad_enabled() and x.requires_grad
-    return (
-        x.device.type == "cpu"
-        and filt > 1
-        and max(s) > 1  # at stride 1 the convolution measured faster
-        and x.is_contiguous()
-        and x.numel() > 0
-        and max(x.shape[2:]) <= (_BAND_MAX_GRAD if grad else _BAND_MAX)
-    )
-
-
-@register("blur", "band", "CPU, contiguous, stride > 1, maps up to 128 (256 with a gradient)", _band_applies)
-def _blur_band(x: Tensor, filt: int, s: tuple[int, ...], mode: str, weight: Tensor) -> Tensor:
-    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    return blur_band(work, filt, s, mode).to(x.dtype)
-
-
 def _conv_padding_applies(x: Tensor, filt: int, s: tuple[int, ...], mode: str, weight: Tensor) -> bool:
     return mode == "zeros" and filt % 2 == 1 and filt > 1
 
@@ -108,6 +92,26 @@ def _blur_conv_padding(x: Tensor, filt: int, s: tuple[int, ...], mode: str, weig
     w = weight.to(device=x.device, dtype=work.dtype).expand(x.shape[1], 1, *weight.shape)
     y = getattr(F, f"conv{d}d")(work, w, stride=s, padding=(filt - 1) // 2, groups=x.shape[1])
     return y.to(x.dtype)
+
+
+def _band_applies(x: Tensor, filt: int, s: tuple[int, ...], mode: str, weight: Tensor) -> bool:
+    grad = torch.is_grad_enabled() and x.requires_grad
+    return (
+        x.device.type == "cpu"
+        and filt > 1
+        and max(s) > 1  # at stride 1 the convolution measured faster
+        and x.ndim > 3  # 1-d: no gain measured
+        and x.is_contiguous()
+        and max(x.shape[2:]) >= _BAND_MIN
+        and x.numel() > 0
+        and max(x.shape[2:]) <= (_BAND_MAX_GRAD if grad else _BAND_MAX)
+    )
+
+
+@register("blur", "band", "CPU, 2-d/3-d contiguous, stride > 1, maps of 28 to 128 (256 with a gradient)", _band_applies)
+def _blur_band(x: Tensor, filt: int, s: tuple[int, ...], mode: str, weight: Tensor) -> Tensor:
+    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    return blur_band(work, filt, s, mode).to(x.dtype)
 
 
 def _subsample_applies(x: Tensor, filt: int, s: tuple[int, ...], mode: str, weight: Tensor) -> bool:

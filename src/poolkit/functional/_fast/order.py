@@ -107,7 +107,7 @@ class _MinFn(torch.autograd.Function):
         # autograd does) rather than x, which stays free to change in place
         ctx.save_for_backward(neg, idx)
         ctx.mark_non_differentiable(idx)
-        return (-y if y._is_view() else y.neg_()), idx
+        return -y, idx  # as the formula negates: the same strides
 
     @staticmethod
     def backward(ctx, g: Tensor, _: Tensor | None) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
