@@ -145,6 +145,7 @@ def aps_pool(
     *,
     blur_padding_mode: str = "circular",
     return_phase: bool = False,
+    blur_weight: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Adaptive polyphase sampling: keep the cyclic candidate of largest norm.
 
@@ -161,6 +162,7 @@ def aps_pool(
         filt: binomial blur of this size (stride 1) before sampling; 1 = none.
         blur_padding_mode: border handling of the blur; ``"circular"`` keeps exact invariance.
         return_phase: also return the chosen start offsets ``(N, d)`` (for :func:`aps_unpool`).
+        blur_weight: ``binomial_filter(filt, d)`` already built (a module's buffer); built when None.
 
     Shape:
         ``L_out = ceil(L / stride)`` per spatial dim.
@@ -178,7 +180,7 @@ def aps_pool(
         raise ValueError(f"norm must be one of {APS_NORMS}, got {norm!r}")
     check_mode(blur_padding_mode, "blur_padding_mode")
     if filt != 1:
-        x = blur(x, filt, 1, blur_padding_mode)
+        x = blur(x, filt, 1, blur_padding_mode, weight=blur_weight)
     w = _work(x).detach()
     base = norm.removesuffix("_min")
     if base == "l2":

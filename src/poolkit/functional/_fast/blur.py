@@ -99,6 +99,7 @@ def _band_applies(x: Tensor, filt: int, s: tuple[int, ...], mode: str, weight: T
     return (
         x.device.type == "cpu"
         and filt > 1
+        and weight.dtype in (torch.float32, torch.float64)  # its taps exactly (a half buffer is rounded)
         and max(s) > 1  # at stride 1 the convolution measured faster
         and x.ndim > 3  # 1-d: no gain measured
         and x.is_contiguous()

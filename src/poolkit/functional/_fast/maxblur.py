@@ -37,8 +37,8 @@ def _fused_applies(x: Tensor, k: tuple[int, ...], s: tuple[int, ...], padding: P
                    filt: int, mode: str, weight: Tensor) -> bool:
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or x.numel() == 0:
         return False
-    if not x.is_contiguous():
-        return False
+    if not x.is_contiguous() or weight.dtype not in (torch.float32, torch.float64):
+        return False  # (a half filter buffer is rounded: the formula then)
     win = resolve(x, k, 1, padding, dilation)  # type: ignore[arg-type]
     return max(win.out) <= _FUSED_MAX and not (mode == "reflect" and filt // 2 >= min(win.out))
 
