@@ -279,7 +279,7 @@ def lps_pool(
         proj_bias: its bias ``(1,)`` or None.
         kernel_size: the subsampling factor, used when ``stride`` is None.
         stride: the subsampling factor; default ``kernel_size``.
-        tau: Gumbel-softmax temperature (training only), > 0.
+        tau: Gumbel-softmax temperature (training only), > 0; a tensor is used as it is (not checked).
         training: soft Gumbel-softmax mixture (True) or hard argmax (False).
         return_phase: also return the start offsets ``(N, d)`` of the most likely candidate.
 
@@ -299,9 +299,11 @@ def lps_pool(
                          f"channels, got {tuple(weight.shape)}")
     if proj_weight.shape[:2] != (1, weight.shape[0]):
         raise ValueError(f"proj_weight must have shape (1, {weight.shape[0]}, 1, ...), got {tuple(proj_weight.shape)}")
-    t = float(tau)
-    if not t > 0:
-        raise ValueError(f"tau (the Gumbel-softmax temperature) must be > 0, got {t}")
+    t: float | Tensor = tau
+    if not isinstance(tau, Tensor):  # a tensor (a module's buffer) is not read back: no host sync
+        t = float(tau)
+        if not t > 0:
+            raise ValueError(f"tau (the Gumbel-softmax temperature) must be > 0, got {t}")
     w = _work(x)
     k = weight.shape[2:]
     pads: list[int] = []
