@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._fast.layout import as_layout
 from ._window import IntOrTuple, check_input, ntuple
 from .antialias import blur, check_mode
 
@@ -312,7 +313,7 @@ def lps_pool(
     conv = getattr(F, f"conv{d}d")
     h = F.relu(conv(F.pad(w, pads, mode="circular"), weight.to(w.dtype), None if bias is None else bias.to(w.dtype)))
     z = conv(h, proj_weight.to(w.dtype), None if proj_bias is None else proj_bias.to(w.dtype)).squeeze(1)
-    m = math.prod(-(-n // si) for n, si in zip(x.shape[2:], s))
+    m = math.prod([-(-n // si) for n, si in zip(x.shape[2:], s)])
     logits = polyphase_scores(z, s, "sum") / m
     size = tuple(int(n) for n in x.shape[2:])
     if not training:
@@ -329,7 +330,7 @@ def lps_pool(
     # circular correlation c[t] = sum_i weights[i] x[i + t], read at t = s j
     corr = torch.fft.irfftn(xf * wf.conj(), s=size, dim=dims)
     index = (slice(None), slice(None), *(slice(None, None, si) for si in s))
-    y = corr[index].to(x.dtype)
+    y = as_layout(corr[index].to(x.dtype), x)  # a fresh tensor in the input's layout, not a strided view
     if return_phase:
         return y, _unravel(weights.argmax(1), size)
     return y
