@@ -104,11 +104,35 @@ def test_lp_equals_torch_on_nonnegative_input(dim, p, kw):
     torch.testing.assert_close(PF.lp_pool(x, p=p, **kw), ref)
 
 
-def test_lp_inf_is_max_of_abs_and_negative_input_uses_abs():
+def test_lp_inf_is_max_of_abs_and_absolute_uses_abs():
     x = rand(2, low=-1.0, high=1.0)
     torch.testing.assert_close(PF.lp_pool(x, 2, p=math.inf), F.max_pool2d(x.abs(), 2))
-    torch.testing.assert_close(PF.lp_pool(x, 3, 2, 1, p=3.0), PF.lp_pool(x.abs(), 3, 2, 1, p=3.0))
-    assert torch.isfinite(PF.lp_pool(x, 2, p=3.0)).all()
+    torch.testing.assert_close(PF.lp_pool(x, 3, 2, 1, p=3.0, absolute=True), PF.lp_pool(x.abs(), 3, 2, 1, p=3.0))
+    assert torch.isfinite(PF.lp_pool(x, 2, p=3.0, absolute=True)).all()
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, 1.5])
+@pytest.mark.parametrize("fast", [True, False])
+def test_lp_follows_torch_on_signed_input(dim, p, fast):
+    """torch's formula on signed input: values (NaN where a window's sum of x^p is negative and 1/p fractional)
+    and gradients, with the fast kernels on and off."""
+    x = rand(dim, low=-1.0, high=1.0)
+    ref_op = getattr(F, f"lp_pool{dim}d")
+    for k, s, ceil in ((2, None, False), (3, 2, True)):
+        xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        with poolkit.fast_paths(fast):
+            y = PF.lp_pool(xa, k, s, ceil_mode=ceil, p=p)
+        r = ref_op(xb, p, k, s, ceil)
+        torch.testing.assert_close(y, r, equal_nan=True)
+        g = torch.rand_like(y)
+        (ga,) = torch.autograd.grad(y, xa, g)
+        (gb,) = torch.autograd.grad(r, xb, g)
+        torch.testing.assert_close(ga, gb, equal_nan=True)
+        if p in (1.0, 2.0):
+            assert not y.isnan().any()
+        with torch.no_grad(), poolkit.fast_paths(fast):
+            torch.testing.assert_close(PF.lp_pool(x, k, s, ceil_mode=ceil, p=p), r.detach(), equal_nan=True)
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])

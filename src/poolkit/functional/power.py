@@ -6,7 +6,8 @@ its reference formula in plain, device-generic torch ops: a native average pooli
 (avg, lp, gem), a log-sum-exp or softmax over the gathered windows (lse, softpool: stable for any input,
 no value is inspected), or a blend of native max and average poolings (mixed, gated). Every fast kernel
 gives the reference's values, gradients, dtype, device and memory layout; for avg and lp the reference is
-torch's own ``avg_pool{1,2,3}d`` / ``lp_pool{1,2,3}d`` formula.
+torch's own ``avg_pool{1,2,3}d`` / ``lp_pool{1,2,3}d`` formula, and the other statistics return the fresh
+strides of the layout torch's pooling keeps from the input (channels-last in, channels-last out).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from ._fast import dispatch
 from ._fast import power as _kernels  # noqa: F401 (registers the family's fast kernels)
+from ._fast.layout import as_layout
 from ._window import (
     IntOrTuple,
     OutputSize,
@@ -220,21 +222,21 @@ def _safe_root(s: Tensor, p: float | Tensor) -> Tensor:
 
 
 def _cells(x: Tensor, win: Window | tuple[int, ...], padding_mode: str, counted: bool) -> tuple[Tensor, Tensor]:
-    """The cells of each window, ``(N, C, *out, K)``, and how many count, ``(*out)``.
+    """The cells of each window as a view ``(N, C, *out, *kernel)`` of the padded input, and how many count
+    ``(*out)``.
 
     Cells that do not count (uncounted zero padding, and the ceil-mode overhang past the padded input) are
     ``-inf``; counted zero padding is 0; other padding modes pad with copies of the input.
     """
     d = x.ndim - 2
     if not isinstance(win, Window):
-        return adaptive_windows(x, win, -torch.inf).flatten(-d), _sum_count(x, win)
-    ones = x.new_ones((1, 1, *win.size))
+        return adaptive_windows(x, win, -torch.inf), _sum_count(x, win)
     xp = pad(x, win, padding_mode, 0.0 if counted else -torch.inf)
-    mp = pad(ones, win, padding_mode, 1.0 if counted else 0.0)
+    mp = pad(x.new_ones((1, 1, *win.size)), win, padding_mode, 1.0 if counted else 0.0)
     if any(win.overhang):
         hang = [v for h in reversed(win.overhang) for v in (0, h)]
         xp, mp = F.pad(xp, hang, value=-torch.inf), F.pad(mp, hang, value=0.0)
-    return windows(xp, win).flatten(-d), windows(mp, win).flatten(-d).sum(-1)[0, 0]
+    return windows(xp, win), windows(mp, win).sum(tuple(range(-d, 0)))[0, 0]
 
 
 # ---------------------------------------------------------------- statistics
@@ -248,17 +250,18 @@ def lp_pool(
     ceil_mode: bool = False,
     *,
     p: float = 2.0,
+    absolute: bool = False,
     padding_mode: str = "zeros",
     output_size: OutputSize = None,
 ) -> Tensor:
-    """Power sum ``(sum |x|^p)^(1/p)`` over each window (torch's LPPool semantics).
+    """Power-average pooling, torch's ``lp_pool{1,2,3}d``: ``S^(1/p)``, ``S = sum x^p`` over each window.
 
-    torch's formula ``(kernel cells * avg_pool(|x|^p))^(1/p)``: equal to
-    ``torch.nn.functional.lp_pool{1,2,3}d`` on non-negative input, ``ceil_mode``
-    included (a window cut by the input edge is scaled by ``kernel cells / cells
-    inside``, as torch does). Negative input uses ``|x|``, so the result is a norm of
-    the window (torch's op is NaN there for odd ``p``). ``p = inf`` is the maximum of
-    ``|x|``. Zero windows give 0 with a zero gradient (torch's gradient is NaN there).
+    torch's formula, values and gradients: ``S = kernel cells * avg_pool(x^p)`` (a window cut by the input
+    edge under ``ceil_mode`` is scaled by ``kernel cells / cells inside``, as torch does), then
+    ``(sign(S) relu(|S|))^(1/p)``, so signed input gives what torch gives (NaN where a window's ``S`` is
+    negative and ``1/p`` fractional). ``absolute=True`` pools ``|x|^p`` instead: the ``p``-norm of each
+    window, finite on signed input. ``p = inf`` is the maximum of ``|x|``. Zero windows give 0 with a zero
+    gradient (as torch's). Beyond torch: padding, padding modes and the adaptive form.
 
     Args:
         x: input ``(N, C, *spatial)``, 1 to 3 spatial dims.
@@ -266,7 +269,8 @@ def lp_pool(
         stride: default ``kernel_size``.
         padding: ints (at most half the kernel), ``"same"`` or ``"valid"``.
         ceil_mode: ceil instead of floor for the output size.
-        p: the power, ``p >= 1`` (``math.inf`` allowed).
+        p: the power (torch's ``norm_type``), ``p >= 1`` (``math.inf`` allowed).
+        absolute: pool ``|x|^p`` (the window's ``p``-norm) instead of torch's ``x^p``.
         padding_mode: ``"zeros"`` (zeros add nothing to the sum), ``"reflect"``, ``"replicate"``, ``"circular"``.
         output_size: adaptive form (``1`` = global); each window's own cell count scales the mean.
 
@@ -276,22 +280,27 @@ def lp_pool(
     Example:
         >>> lp_pool(torch.tensor([[[3.0, 4.0, 0.0, 0.0]]]), 2, p=2.0)
         tensor([[[5., 0.]]])
+        >>> lp_pool(torch.tensor([[[-3.0, 4.0]]]), 2, p=3.0, absolute=True)
+        tensor([[[4.4979]]])
     """
     win = _geometry(x, kernel_size, stride, padding, ceil_mode, padding_mode, output_size)
     p = _check_float(p, "p", 1.0, math.inf)
+    if not isinstance(absolute, bool):
+        raise TypeError(f"absolute must be a bool, got {absolute!r}")
     if math.isinf(p):
         return max_pool(x.abs(), kernel_size, stride, padding, 1, ceil_mode,  # type: ignore[return-value]
                         padding_mode=padding_mode, output_size=output_size)
-    y = dispatch("lp", x, win, p, padding_mode)
+    y = dispatch("lp", x, win, p, absolute, padding_mode)
     if y is not None:
         return y
     xw = _work(x)
-    t = xw.abs() ** p
+    t = xw.abs().pow(p) if absolute else xw.pow(p)
     if isinstance(win, Window):
-        s = window_mean(t, win, padding_mode) * math.prod(win.kernel)
+        s = window_mean(t, win, padding_mode)
+        cells: float | Tensor = float(math.prod(win.kernel))
     else:
-        s = window_mean(t, win) * _sum_count(x, win)
-    return _safe_root(s, p).to(x.dtype)
+        s, cells = window_mean(t, win), _sum_count(x, win)
+    return ((torch.sign(s) * torch.relu(torch.abs(s))).mul(cells).pow(1.0 / p)).to(x.dtype)
 
 
 def gem_pool(
@@ -344,7 +353,7 @@ def gem_pool(
         return y
     t = _work(x).clamp(min=eps) ** pp
     m = window_mean(t, win, padding_mode, count_include_pad) if isinstance(win, Window) else window_mean(t, win)
-    return _safe_root(m, pp).to(x.dtype)
+    return as_layout(_safe_root(m, pp).to(x.dtype), x)
 
 
 def lse_pool(
@@ -363,9 +372,10 @@ def lse_pool(
 
     A smooth maximum: ``beta -> 0`` gives the average, ``beta -> inf`` the maximum.
     Zero padding adds cells of value 0, counted with ``count_include_pad`` (as
-    avg, so small ``beta`` gives avg). Computed as ``logsumexp`` over each window's
-    cells (each shifted by its window's maximum), so no exponential overflows and no
-    window underflows, whatever the input: no value is inspected to choose a path.
+    avg, so small ``beta`` gives avg). Computed as ``m + log(mean exp(beta (x - m))) / beta`` with
+    ``m`` each window's maximum, so no exponential overflows and no window underflows, and as
+    ``log1p`` of the mean of ``expm1`` where that mean is above ``-1/2`` (cells close to the maximum,
+    small ``beta``), which loses nothing to cancellation. No value is inspected to choose a path.
 
     Args:
         x: input ``(N, C, *spatial)``.
@@ -393,8 +403,14 @@ def lse_pool(
     if y is not None:
         return y
     w, n = _cells(_work(x), win, padding_mode, count_include_pad)
-    bw = b.unsqueeze(-1) if isinstance(b, Tensor) else b
-    return ((torch.logsumexp(bw * w, -1) - torch.log(n)) / b).to(x.dtype)
+    cells = tuple(range(x.ndim, w.ndim))
+    m = w.detach().amax(cells)  # the shift cancels exactly; exponents <= 0 cannot overflow
+    bw = b.view(b.shape + (1,) * len(cells)) if isinstance(b, Tensor) else b
+    t = bw * (w - m.view(m.shape + (1,) * len(cells)))  # cells that do not count are -inf
+    mean = torch.exp(t).sum(cells) / n
+    # mean - 1 from expm1 (uncounted cells give -1 each: added back), exact where the cells are close
+    mean1 = (torch.expm1(t).sum(cells) + (math.prod(w.shape[x.ndim:]) - n)) / n
+    return as_layout((m + torch.where(mean1 > -0.5, torch.log1p(mean1), torch.log(mean)) / b).to(x.dtype), x)
 
 
 def softpool(
@@ -435,8 +451,9 @@ def softpool(
     if y is not None:
         return y
     w, _ = _cells(_work(x), win, padding_mode, False)
-    weights = torch.softmax(w, -1)  # cells that do not count are -inf: weight 0
-    return (weights * torch.where(weights > 0, w, 0.0)).sum(-1).to(x.dtype)
+    cells = tuple(range(x.ndim, w.ndim))
+    e = torch.exp(w - w.detach().amax(cells, keepdim=True))  # the shift cancels; cells that do not count: 0
+    return as_layout(((e * torch.where(e > 0, w, 0.0)).sum(cells) / e.sum(cells)).to(x.dtype), x)
 
 
 def _max_and_avg(
@@ -498,7 +515,7 @@ def mixed_pool(
     if y is not None:
         return y
     mx, avg = _max_and_avg(x, win, padding_mode, count_include_pad)
-    return torch.lerp(avg, mx, a)  # avg + alpha (max - avg)
+    return as_layout(torch.lerp(avg, mx, a), x)  # avg + alpha (max - avg)
 
 
 def gated_pool(
@@ -568,4 +585,4 @@ def gated_pool(
                 f"weight must have shape (C,) = ({c},) or (1,) for the adaptive form, got {tuple(w.shape)}"
             )
         z = w.view((1, -1) + (1,) * (x.ndim - 2)) * avg
-    return avg + torch.sigmoid(z) * (mx - avg)
+    return as_layout(avg + torch.sigmoid(z) * (mx - avg), x)

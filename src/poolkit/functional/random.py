@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ._fast import dispatch
 from ._fast import random as _kernels  # noqa: F401 (registers the draw's fast kernel)
+from ._fast.layout import as_layout
 from ._window import (
     IntOrTuple,
     OutputSize,
@@ -49,7 +50,7 @@ def _expectation(x: Tensor, geom: Window | tuple[int, ...], padding_mode: str) -
     mode = (padding_mode,) if isinstance(geom, Window) else ()
     num, den = window_mean(a * a, geom, *mode), window_mean(a, geom, *mode)
     pos = den > 0
-    return torch.where(pos, num / torch.where(pos, den, 1.0), 0.0)
+    return as_layout(torch.where(pos, num / torch.where(pos, den, 1.0), 0.0), x)
 
 
 def stochastic_pool(
@@ -122,7 +123,7 @@ def stochastic_pool(
     u = torch.rand(w.shape[:-d], generator=generator, device=x.device, dtype=acc)
     y = dispatch("stochastic_draw", w, u, d, acc)
     if y is not None:
-        return y
+        return as_layout(y, x)
     # inverse CDF: the draw is the first cell whose running sum passes t = u * total
     flat = w.flatten(-d)
     cum = flat.detach().to(acc).cumsum(-1)
@@ -131,7 +132,7 @@ def stochastic_pool(
     # an all-zero window has t = 0, no running sum passes it, and the output is 0
     t = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
     idx = torch.searchsorted(cum, t.unsqueeze(-1), right=True).clamp(max=flat.shape[-1] - 1)
-    return torch.where(total.isnan(), torch.nan, flat.gather(-1, idx).squeeze(-1))
+    return as_layout(torch.where(total.isnan(), torch.nan, flat.gather(-1, idx).squeeze(-1)), x)
 
 
 def check_ratio(output_ratio: object, d: int) -> tuple[float, ...]:

@@ -30,21 +30,23 @@ from torch import Tensor
 
 from .._window import Window, crop, native, pad
 from . import custom_backward, needs_grad, register, transformed
+from .layout import as_layout
 
 _CL = {4: torch.channels_last, 5: torch.channels_last_3d}
 _FLOATS = (torch.float32, torch.float64)
 
 
-def ref_format(x: Tensor) -> torch.memory_format:
-    """The memory format of the reference formula's output for a dense input ``x`` (that of torch's pooling)."""
-    if x.ndim in _CL and not x.is_contiguous() and x.is_contiguous(memory_format=_CL[x.ndim]):
-        return _CL[x.ndim]
+def avg_format(x: Tensor) -> torch.memory_format:
+    """The memory format of torch's CPU average pooling of a dense ``x``: channels_last for channels_last 2-d
+    input, else contiguous (``avg_pool3d`` returns contiguous output for channels_last_3d input)."""
+    if x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
     return torch.contiguous_format
 
 
 def dense(x: Tensor) -> bool:
-    """``x`` is contiguous or channels_last(_3d): the layouts whose reference output layout :func:`ref_format`
-    names (kernels apply to those only)."""
+    """``x`` is contiguous or channels_last(_3d): the layouts whose reference output layout the kernels know
+    (they apply to those only)."""
     return x.numel() > 0 and (x.is_contiguous() or (x.ndim in _CL and x.is_contiguous(memory_format=_CL[x.ndim])))
 
 
@@ -159,7 +161,7 @@ def _chunked_means(x: Tensor, nat: _NativeMean, maps: list[Map], per_channel: bo
         for f, o in zip(maps, outs):
             f(xc, b)
             op(b, *nat.args, out=o[r0 : r0 + u])
-    return [restore(nat.unview(o.view((n, c, *nat.out))), ref_format(x)) for o in outs]
+    return [restore(nat.unview(o.view((n, c, *nat.out))), avg_format(x)) for o in outs]
 
 
 def _root_(s: Tensor, p: float | Tensor) -> Tensor:
@@ -170,22 +172,28 @@ def _root_(s: Tensor, p: float | Tensor) -> Tensor:
     return s.log_().div_(p).exp_()
 
 
-def _power_map(p: float) -> Map:
-    """``buf = |x|^p``."""
+def _power_map(p: float, absolute: bool) -> Map:
+    """``buf = |x|^p`` (``absolute``) or ``x^p``."""
     if p == 2.0:
         return lambda xc, b: torch.mul(xc, xc, out=b)
+    if not absolute:
+        return lambda xc, b: torch.pow(xc, p, out=b)
     if p == 1.0:
         return lambda xc, b: torch.abs(xc, out=b)
     return lambda xc, b: torch.abs(xc, out=b).pow_(p)
 
 
 @register("lp", "chunked", "no autograd, CPU, float16/32/64, one native average (no padding or symmetric zero "
-          "padding), contiguous or channels_last input", lambda x, win, p, mode: _chunked_ok(x)
+          "padding), contiguous or channels_last input", lambda x, win, p, absolute, mode: _chunked_ok(x)
           and _native_ok(x, win, mode))
-def _lp_chunked(x: Tensor, win: Window, p: float, padding_mode: str) -> Tensor:
+def _lp_chunked(x: Tensor, win: Window, p: float, absolute: bool, padding_mode: str) -> Tensor:
     nat = _NativeMean(win, True, None, route=True)
-    s = _chunked_means(_work(x), nat, [_power_map(p)])[0].mul_(math.prod(win.kernel))
-    return _root_(s, p).to(x.dtype)
+    return _torch_lp(_chunked_means(_work(x), nat, [_power_map(p, absolute)])[0], p, win).to(x.dtype)
+
+
+def _torch_lp(s: Tensor, p: float, win: Window) -> Tensor:
+    """torch's ``lp_pool`` after its average (the same ops, so the same values and strides)."""
+    return (torch.sign(s) * torch.relu(torch.abs(s))).mul(float(math.prod(win.kernel))).pow(1.0 / p)
 
 
 @register("gem", "chunked", "no autograd, CPU, float16/32/64, one native average, contiguous or channels_last",
@@ -195,7 +203,7 @@ def _gem_chunked(x: Tensor, win: Window, p: float | Tensor, eps: float, padding_
     pv = nat.param(p)
     m = _chunked_means(_work(x), nat, [lambda xc, b: torch.clamp(xc, min=eps, out=b).pow_(pv)],
                        per_channel=isinstance(p, Tensor))[0]
-    return _root_(m, p).to(x.dtype)
+    return as_layout(_root_(m, p).to(x.dtype), x)
 
 
 @register("stochastic_mean", "chunked", "no autograd, CPU, float32/64, one native average, contiguous or "
@@ -203,7 +211,7 @@ def _gem_chunked(x: Tensor, win: Window, p: float | Tensor, eps: float, padding_
 def _lehmer_chunked(x: Tensor, win: Window, padding_mode: str) -> Tensor:
     nat = _NativeMean(win, True, None, route=True)
     den, num = _chunked_means(x, nat, [lambda xc, b: torch.clamp(xc, min=0.0, out=b), lambda xc, b: b.mul_(b)])
-    return num.div_(den.clamp_min_(torch.finfo(x.dtype).tiny))  # num = 0 where den = 0
+    return as_layout(num.div_(den.clamp_min_(torch.finfo(x.dtype).tiny)), x)  # num = 0 where den = 0
 
 
 def _mixed_applies(x: Tensor, win: object, a: object, mode: str, cip: bool) -> bool:
@@ -230,7 +238,7 @@ def _mixed_chunked(x: Tensor, win: Window, alpha: float | Tensor, padding_mode: 
         o = out[r0 : r0 + u]
         op(src, *nat.args, out=o)
         o.lerp_(mp(src, k, s, p, 1, ceil), a)
-    return restore(nat.unview(out.view((n, c, *nat.out))), ref_format(x))
+    return as_layout(nat.unview(out.view((n, c, *nat.out))), x)
 
 
 @register("avg", "channels_last", "no autograd, CPU, float32/64, contiguous 2-d input with C > 1, windows of >= 9 "
@@ -282,11 +290,12 @@ class _LpFn(torch.autograd.Function):
     (0 for windows with ``s = 0``). Saves ``z`` and ``s``."""
 
     @staticmethod
-    def forward(ctx, z: Tensor, p: float, scale: float, nat: _NativeMean) -> Tensor:  # type: ignore[override]
-        s = nat.mean(z * z if p == 2.0 else z.abs().pow_(p)).mul_(scale)
-        ctx.save_for_backward(z, s)  # not y, which the caller may change in place (an in-place ReLU)
+    def forward(ctx, z: Tensor, p: float, win: Window, nat: _NativeMean) -> Tensor:  # type: ignore[override]
+        mean = nat.mean(z * z if p == 2.0 else z.abs().pow_(p))
+        scale = float(math.prod(win.kernel))
+        ctx.save_for_backward(z, mean * scale)  # not y, which the caller may change in place (an in-place ReLU)
         ctx.p, ctx.scale, ctx.nat = p, scale, nat
-        return s.clone() if p == 1.0 else _root_(s.clone(), p)
+        return _torch_lp(mean, p, win)
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
@@ -381,28 +390,31 @@ class _LehmerFn(torch.autograd.Function):
 
 
 def _backward_ok(x: Tensor, win: object, mode: str, *params: object) -> bool:
-    return custom_backward(x, *params) and not transformed(*params) and _native_ok(x, win, mode)
+    # not channels_last_3d: autograd of the reference returns gradients in layouts that differ between maps
+    return (custom_backward(x, *params) and not transformed(*params) and _native_ok(x, win, mode)
+            and (x.ndim < 5 or x.is_contiguous()))
 
 
-@register("lp", "analytic_backward", "autograd (no torch.func), one native average, contiguous or channels_last",
-          lambda x, win, p, mode: _backward_ok(x, win, mode))
-def _lp_backward(x: Tensor, win: Window, p: float, padding_mode: str) -> Tensor:
+@register("lp", "analytic_backward", "autograd (no torch.func), absolute=True or an even power (sums >= 0), one "
+          "native average, contiguous or channels_last (not channels_last_3d)",
+          lambda x, win, p, absolute, mode: (absolute or p % 2 == 0) and _backward_ok(x, win, mode))
+def _lp_backward(x: Tensor, win: Window, p: float, absolute: bool, padding_mode: str) -> Tensor:
     nat = _NativeMean(win, True, None, route=False)
-    return nat.unview(_LpFn.apply(nat.view(_work(x)), p, float(math.prod(win.kernel)), nat)).to(x.dtype)
+    return nat.unview(_LpFn.apply(nat.view(_work(x)), p, win, nat)).to(x.dtype)
 
 
 @register("gem", "analytic_backward", "autograd (no torch.func), one native average, contiguous or channels_last",
           lambda x, win, p, eps, mode, cip: _backward_ok(x, win, mode, p))
 def _gem_backward(x: Tensor, win: Window, p: float | Tensor, eps: float, padding_mode: str, cip: bool) -> Tensor:
     nat = _NativeMean(win, cip, None, route=False)
-    return nat.unview(_GemFn.apply(nat.view(_work(x)), nat.param(p), eps, nat)).to(x.dtype)
+    return as_layout(nat.unview(_GemFn.apply(nat.view(_work(x)), nat.param(p), eps, nat)).to(x.dtype), x)
 
 
 @register("stochastic_mean", "analytic_backward", "autograd (no torch.func), float32/64, one native average, "
           "contiguous or channels_last", lambda x, win, mode: x.dtype in _FLOATS and _backward_ok(x, win, mode))
 def _lehmer_backward(x: Tensor, win: Window, padding_mode: str) -> Tensor:
     nat = _NativeMean(win, True, None, route=False)
-    return nat.unview(_LehmerFn.apply(nat.view(x), nat))
+    return as_layout(nat.unview(_LehmerFn.apply(nat.view(x), nat)), x)
 
 
 # ---------------------------------------------------------------- window-max shifted phases (lse, softpool)
@@ -469,16 +481,23 @@ def _padded(x: Tensor, win: Window, padding_mode: str, counted: bool) -> tuple[T
     return xp.masked_fill(mask == 0, -torch.inf), mask
 
 
+# windows above this many cells take the reference: its sum and torch's average pooling add in different orders,
+# which differ by more than a few ulp over large (global) windows
+_PHASES_MAX_CELLS = 64
+
+
 def _phases_ok(x: Tensor, win: object, *params: object) -> bool:
-    """Local windows whose every phase holds a full kernel of the padded input (else torch's pooling refuses)."""
-    if not isinstance(win, Window) or not dense(x) or transformed(*params):
+    """Local windows of at most 64 cells whose every phase holds a full kernel of the padded input (else torch's
+    pooling refuses)."""
+    if not isinstance(win, Window) or math.prod(win.kernel) > _PHASES_MAX_CELLS or not dense(x) or transformed(*params):
         return False
     q = (-(-k // s) for k, s in zip(win.kernel, win.stride))
     return all(n + a + b - (qi - 1) * s >= k
                for n, (a, b), qi, s, k in zip(win.size, win.pad, q, win.stride, win.kernel))
 
 
-@register("lse", "phases", "local windows (any padding, ceil_mode, overlap), contiguous or channels_last input: "
+@register("lse", "phases", "local windows of <= 64 cells (any padding, ceil_mode, overlap), contiguous or "
+          "channels_last input: "
           "native max and average poolings of exp(beta (x - window max)), one pair per non-overlapping phase",
           lambda x, win, b, mode, cip: _phases_ok(x, win, b))
 def _lse_phases(x: Tensor, win: Window, b: float | Tensor, padding_mode: str, cip: bool) -> Tensor:
@@ -486,17 +505,20 @@ def _lse_phases(x: Tensor, win: Window, b: float | Tensor, padding_mode: str, ci
     xmax, mask = _padded(xw, win, padding_mode, cip)
 
     def terms(xs: Tensor, m: Tensor) -> list[Tensor]:
-        # uncounted cells are -inf: exp gives 0. clamp: cells between windows may exceed m
-        return [torch.exp((b * (xs - m)).clamp_max(0.0))]
+        # as the reference: the mean of exp, and of expm1 (exact where cells are close to the maximum);
+        # uncounted cells are -inf (exp 0, expm1 -1). clamp: cells between windows may exceed m
+        t = (b * (xs - m)).clamp_max(0.0)
+        return [torch.exp(t), torch.expm1(t)]
 
-    (mean,), m = _phase_reduce(xmax, win, terms)
-    if mask is not None:
-        mean = mean / crop(_avg_valid(mask, win, win.stride), win.out)
-    return restore((m + torch.log(mean) / b).to(x.dtype), ref_format(x))
+    (mean, mean1), m = _phase_reduce(xmax, win, terms)
+    if mask is not None:  # means over the counted cells
+        frac = crop(_avg_valid(mask, win, win.stride), win.out)
+        mean, mean1 = mean / frac, (mean1 + (1.0 - frac)) / frac
+    return as_layout((m + torch.where(mean1 > -0.5, torch.log1p(mean1), torch.log(mean)) / b).to(x.dtype), x)
 
 
-@register("softpool", "phases", "local windows (any padding, ceil_mode, overlap), contiguous or channels_last "
-          "input: native average poolings of x e^(x - window max) and e^(x - window max) per phase",
+@register("softpool", "phases", "local windows of <= 64 cells (any padding, ceil_mode, overlap), contiguous or "
+          "channels_last input: native average poolings of x e^(x - window max) and e^(x - window max) per phase",
           lambda x, win, mode: _phases_ok(x, win))
 def _softpool_phases(x: Tensor, win: Window, padding_mode: str) -> Tensor:
     xmax, _ = _padded(_work(x), win, padding_mode, False)
@@ -506,4 +528,4 @@ def _softpool_phases(x: Tensor, win: Window, padding_mode: str) -> Tensor:
         return [torch.where(e > 0, xs, 0.0) * e, e]
 
     (num, den), _ = _phase_reduce(xmax, win, terms)
-    return restore((num / den).to(x.dtype), ref_format(x))
+    return as_layout((num / den).to(x.dtype), x)

@@ -3,7 +3,7 @@
 
 ``scan`` (no autograd, windows of at most ``_SCAN_MAX_CELLS`` cells): the inverse CDF as a running sum over
 strided views of the cells, so the windows are never copied (about 2x faster for 2x2 windows). The same
-uniform draws pick the same cells as the reference, so values, dtype and layout are the reference's.
+uniform draws pick the same cells as the reference, so values and dtype are the reference's.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from . import needs_grad, register
-from .power import restore
 
 # windows up to this many cells draw with a running sum over strided views; 0 turns the kernel off
 _SCAN_MAX_CELLS = 64
@@ -25,7 +24,8 @@ _SCAN_MAX_CELLS = 64
           lambda w, u, d, acc: 0 < math.prod(w.shape[-d:]) <= _SCAN_MAX_CELLS and not needs_grad(w))
 def _scan(w: Tensor, u: Tensor, d: int, acc: torch.dtype) -> Tensor:
     kshape = tuple(w.shape[-d:])
-    cells = [w[(Ellipsis, *j)] for j in itertools.product(*(range(k) for k in kshape))]
+    offsets = [(Ellipsis, *j) for j in itertools.product(*(range(k) for k in kshape))]
+    cells = [w[o] for o in offsets]
     cums = list(itertools.accumulate(c.to(acc) for c in cells))
     total = cums[-1]
     t = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
@@ -35,4 +35,4 @@ def _scan(w: Tensor, u: Tensor, d: int, acc: torch.dtype) -> Tensor:
         above = cum > t  # the draw is the first cell whose running sum passes t
         y = torch.where(above & ~below, c, y)
         below = above
-    return restore(torch.where(total.isnan(), torch.nan, y), torch.contiguous_format)
+    return torch.where(total.isnan(), torch.nan, y)  # the caller gives it the reference's layout
