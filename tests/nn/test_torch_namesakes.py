@@ -148,6 +148,26 @@ def test_lppool_absolute_is_the_norm_on_signed_input(d, device):
     assert torch.isfinite(m(x)).all()
 
 
+@pytest.mark.parametrize("d", (1, 2, 3))
+def test_unbatched_input_as_torch(d, device):
+    """torch's modules take (C, *spatial) too: same values, indices and strides."""
+    for layout in LAYOUTS:
+        x = _input(d, layout, device)[0]
+        for fam, args in (("MaxPool", (3, 2, 1, 1, True)), ("AvgPool", (3, 2, 1)), ("LPPool", (2, 3, 2)),
+                          ("AdaptiveAvgPool", (3,)), ("AdaptiveMaxPool", (3, True))):
+            ours, theirs = _build(fam, d, args, x[None])
+            with torch.no_grad():
+                batched = [t[0] for t in _outs(theirs(x[None]))]
+                for i, (a, b) in enumerate(zip(_outs(ours(x)), _outs(theirs(x)), strict=True)):
+                    what = f"{fam}{d}d{args} {layout} unbatched output {i}"
+                    torch.testing.assert_close(a, b, rtol=0 if fam.endswith("MaxPool") else None,
+                                               atol=0 if fam.endswith("MaxPool") else None, msg=what)
+                    # torch's unbatched strides, except where torch disagrees with its own batched op
+                    # (lp_pool2d of a channels-last (C, H, W), max_pool3d of a channels-last (C, D, H, W)):
+                    # there poolkit follows the batched op
+                    assert a.stride() == batched[i].stride(), (what, a.stride(), b.stride(), batched[i].stride())
+
+
 def test_namesakes_take_torch_keywords():
     """torch's keyword names too, and the attributes torch's modules have."""
     m = pnn.LPPool2d(norm_type=3, kernel_size=2, stride=1, ceil_mode=True)

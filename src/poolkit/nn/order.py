@@ -34,6 +34,7 @@ class _MaxPoolNd(_PoolNd):
 
     _has_dilation = True
     _repr_keys = ("return_indices",)
+    _unbatched = True
     fn = staticmethod(PF.max_pool)
 
     def __init__(
@@ -73,6 +74,7 @@ class _AdaptiveMaxPoolNd(_PoolNd):
     """
 
     _repr_keys = ("return_indices",)
+    _unbatched = True
     fn = staticmethod(PF.max_pool)
 
     def __init__(self, output_size: OutputSize, return_indices: bool = False) -> None:

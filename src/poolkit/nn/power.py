@@ -40,6 +40,7 @@ class _AvgPoolNd(_PoolNd):
     """
 
     _repr_keys = ("count_include_pad", "divisor_override")
+    _unbatched = True
     fn = staticmethod(PF.avg_pool)
 
     def __init__(
@@ -97,6 +98,7 @@ class _AdaptiveAvgPoolNd(_PoolNd):
         tensor([[[2., 4.]]])
     """
 
+    _unbatched = True
     fn = staticmethod(PF.avg_pool)
 
     def __init__(self, output_size: OutputSize) -> None:
@@ -173,6 +175,7 @@ class _LPPoolNd(_PoolNd):
     """
 
     _repr_keys = ("norm_type",)
+    _unbatched = True
     fn = staticmethod(PF.lp_pool)
 
     def __init__(
