@@ -140,7 +140,7 @@ def blur(
     if y is not None:
         return y
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    w = weight.to(device=x.device, dtype=work.dtype).expand(x.shape[1], 1, *weight.shape)
+    w = weight.to(device=x.device, dtype=work.dtype).expand(x.shape[1], 1, *weight.shape).contiguous()
     y = getattr(F, f"conv{d}d")(blur_pad(work, filt, padding_mode), w, stride=s, groups=x.shape[1])
     return y.to(x.dtype)
 

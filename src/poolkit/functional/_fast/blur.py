@@ -89,7 +89,7 @@ def _conv_padding_applies(x: Tensor, filt: int, s: tuple[int, ...], mode: str, w
 def _blur_conv_padding(x: Tensor, filt: int, s: tuple[int, ...], mode: str, weight: Tensor) -> Tensor:
     d = x.ndim - 2
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    w = weight.to(device=x.device, dtype=work.dtype).expand(x.shape[1], 1, *weight.shape)
+    w = weight.to(device=x.device, dtype=work.dtype).expand(x.shape[1], 1, *weight.shape).contiguous()
     y = getattr(F, f"conv{d}d")(work, w, stride=s, padding=(filt - 1) // 2, groups=x.shape[1])
     return y.to(x.dtype)
 
