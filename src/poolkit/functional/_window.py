@@ -331,8 +331,9 @@ def adaptive_windows(x: Tensor, out: Sequence[int], fill: float) -> Tensor:
     for i, (n, o) in enumerate(zip(sizes, out)):
         starts, ends = adaptive_bounds(n, o)
         kmax = max(e - s for s, e in zip(starts, ends))
-        st = torch.tensor(starts, device=x.device)
-        en = torch.tensor(ends, device=x.device)
+        i_out = torch.arange(o, device=x.device)  # the same bounds made on the device (no host-to-device copy)
+        st = (i_out * n) // o
+        en = -((-(i_out + 1) * n) // o)
         idx = st[:, None] + torch.arange(kmax, device=x.device)
         ok = idx < en[:, None]
         idx = idx.clamp(max=n - 1)
