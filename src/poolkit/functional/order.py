@@ -124,6 +124,14 @@ def min_pool(
     ``padding_mode="zeros"`` pads with ``+inf`` (the neutral element); the indices
     (``return_indices``) are those of the minimum, ties to the first in window order.
 
+    Args:
+        x, kernel_size, stride, padding, dilation, ceil_mode, padding_mode, output_size, return_indices:
+            as :func:`max_pool`.
+
+    Returns:
+        The minima ``(N, C, *out)`` (and the indices with ``return_indices``), in the layout torch's
+        max pooling gives the same input.
+
     Example:
         >>> min_pool(torch.arange(8.0).view(1, 1, 8), 2)
         tensor([[[0., 2., 4., 6.]]])
