@@ -430,7 +430,7 @@ def _avg_valid(t: Tensor, win: Window, stride: tuple[int, ...]) -> Tensor:
 def _phase_reduce(
     xp: Tensor, win: Window, terms: Callable[[Tensor, Tensor], list[Tensor]]
 ) -> tuple[list[Tensor], Tensor]:
-    """Window means of ``terms(x, m)`` where ``m`` is each window's own maximum, constant inside it.
+    """Window means of ``terms(x, x - m)`` where ``m`` is each window's own maximum, constant inside it.
 
     Overlapping windows cannot share one per-cell shift, so they are split into ``prod(ceil(kernel / stride))``
     phases whose windows do not overlap (stride ``q * stride``); each phase runs one native max and one native
@@ -452,12 +452,25 @@ def _phase_reduce(
             sub = sub.narrow(2 + i, g * s, int(sub.shape[2 + i]) - g * s)
         m = crop(native("max_pool", d)(sub, win.kernel, step, 0, 1, True), n_out)
         m = torch.where(torch.isfinite(m), m, 0.0).detach()  # the shift cancels exactly: no gradient through it
-        up = m
-        for i, (st, n) in enumerate(zip(step, n_out)):
-            length = min(int(sub.shape[2 + i]), n * st)
-            up = up.repeat_interleave(st, dim=2 + i).narrow(2 + i, 0, length)
-            sub = sub.narrow(2 + i, 0, length)
-        ts = [crop(_avg_valid(t, win, step), n_out) for t in terms(sub, up)]
+        if step == win.kernel and all(int(sub.shape[2 + i]) >= n * st for i, (st, n) in enumerate(zip(step, n_out))):
+            # windows tile the phase: x - m by broadcasting over a (N, C, o1, k1, o2, k2, ...) view, no upsampling
+            for i, (st, n) in enumerate(zip(step, n_out)):
+                sub = sub.narrow(2 + i, 0, n * st)
+            xv, mv = sub, m
+            for i in reversed(range(d)):
+                xv = xv.unflatten(2 + i, (n_out[i], win.kernel[i]))
+                mv = mv.unsqueeze(3 + i)
+            diff = xv - mv.view(mv.shape[:2] + tuple(v for n in n_out for v in (n, 1)))
+            for i in range(d):
+                diff = diff.flatten(2 + i, 3 + i)
+        else:
+            up = m
+            for i, (st, n) in enumerate(zip(step, n_out)):
+                length = min(int(sub.shape[2 + i]), n * st)
+                up = up.repeat_interleave(st, dim=2 + i).narrow(2 + i, 0, length)
+                sub = sub.narrow(2 + i, 0, length)
+            diff = (sub - up).clamp_max_(0.0)  # cells between windows may exceed m
+        ts = [crop(_avg_valid(t, win, step), n_out) for t in terms(sub, diff)]
         if full:
             return ts, m
         if means is None:
@@ -486,6 +499,28 @@ def _padded(x: Tensor, win: Window, padding_mode: str, counted: bool) -> tuple[T
 _PHASES_MAX_CELLS = 64
 
 
+class _ChannelsLast(torch.autograd.Function):
+    """``x`` copied to channels_last (where torch's CPU max and average poolings run several times faster than
+    on NCHW), its gradient handed back contiguous, as the reference formula gives it."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
+        return g.contiguous()
+
+
+def _routed(x: Tensor) -> Tensor:
+    """Contiguous 2-d CPU input (C > 1) in channels_last for the phases; the output goes back by ``as_layout``."""
+    if x.device.type == "cpu" and x.ndim == 4 and x.shape[1] > 1 and x.is_contiguous() and not x.is_contiguous(
+            memory_format=torch.channels_last):
+        return _ChannelsLast.apply(x) if x.requires_grad and torch.is_grad_enabled() else x.contiguous(
+            memory_format=torch.channels_last)
+    return x
+
+
 def _phases_ok(x: Tensor, win: object, *params: object) -> bool:
     """Local windows of at most 64 cells whose every phase holds a full kernel of the padded input (else torch's
     pooling refuses)."""
@@ -501,13 +536,12 @@ def _phases_ok(x: Tensor, win: object, *params: object) -> bool:
           "native max and average poolings of exp(beta (x - window max)), one pair per non-overlapping phase",
           lambda x, win, b, mode, cip: _phases_ok(x, win, b))
 def _lse_phases(x: Tensor, win: Window, b: float | Tensor, padding_mode: str, cip: bool) -> Tensor:
-    xw = _work(x)
-    xmax, mask = _padded(xw, win, padding_mode, cip)
+    xmax, mask = _padded(_routed(_work(x)), win, padding_mode, cip)
 
-    def terms(xs: Tensor, m: Tensor) -> list[Tensor]:
+    def terms(xs: Tensor, diff: Tensor) -> list[Tensor]:
         # as the reference: the mean of exp, and of expm1 (exact where cells are close to the maximum);
-        # uncounted cells are -inf (exp 0, expm1 -1). clamp: cells between windows may exceed m
-        t = (b * (xs - m)).clamp_max(0.0)
+        # uncounted cells are -inf (exp 0, expm1 -1)
+        t = b * diff if diff.requires_grad else diff.mul_(b)
         return [torch.exp(t), torch.expm1(t)]
 
     (mean, mean1), m = _phase_reduce(xmax, win, terms)
@@ -521,10 +555,10 @@ def _lse_phases(x: Tensor, win: Window, b: float | Tensor, padding_mode: str, ci
           "channels_last input: native average poolings of x e^(x - window max) and e^(x - window max) per phase",
           lambda x, win, mode: _phases_ok(x, win))
 def _softpool_phases(x: Tensor, win: Window, padding_mode: str) -> Tensor:
-    xmax, _ = _padded(_work(x), win, padding_mode, False)
+    xmax, _ = _padded(_routed(_work(x)), win, padding_mode, False)
 
-    def terms(xs: Tensor, m: Tensor) -> list[Tensor]:
-        e = torch.exp((xs - m).clamp_max(0.0))  # ignored cells are -inf: weight 0
+    def terms(xs: Tensor, diff: Tensor) -> list[Tensor]:
+        e = torch.exp(diff)  # ignored cells are -inf: weight 0
         return [torch.where(e > 0, xs, 0.0) * e, e]
 
     (num, den), _ = _phase_reduce(xmax, win, terms)

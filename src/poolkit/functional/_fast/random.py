@@ -24,7 +24,7 @@ _SCAN_MAX_CELLS = 64
           lambda w, u, d, acc: 0 < math.prod(w.shape[-d:]) <= _SCAN_MAX_CELLS and not needs_grad(w))
 def _scan(w: Tensor, u: Tensor, d: int, acc: torch.dtype) -> Tensor:
     kshape = tuple(w.shape[-d:])
-    offsets = [(Ellipsis, *j) for j in itertools.product(*(range(k) for k in kshape))]
+    offsets: list[tuple] = [(Ellipsis, *j) for j in itertools.product(*(range(k) for k in kshape))]
     cells = [w[o] for o in offsets]
     cums = list(itertools.accumulate(c.to(acc) for c in cells))
     total = cums[-1]
