@@ -402,16 +402,16 @@ def adaptive_mle_pool(
         if not isinstance(choice, Tensor) or choice.is_floating_point() or choice.shape != (C,):
             raise ValueError(f"choice must be an integer tensor of shape ({C},), one index per channel, got {choice!r}")
         hard = choice.to(w.x.device)
-        msg = f"choice entries must be < len(dists) = {len(names)} (or -1 for soft), got {choice!r}"
-        if choice.device.type == "cpu":  # reading a CPU tensor costs no device sync
+        msg = f"choice entries must be < len(dists) = {len(names)} (or -1 for soft)"
+        if choice.device.type == "cpu" and not torch.compiler.is_compiling():  # a CPU read: no device sync
             if bool((choice >= len(names)).any()):
-                raise ValueError(msg)
+                raise ValueError(f"{msg}, got {choice.tolist()}")
             soft_needed = bool((choice < 0).any())
             if not soft_needed:  # calibrated: fit only the distributions some channel uses
                 used = sorted(set(choice.tolist()))
                 hard = torch.tensor([-1] * len(names), device=hard.device).index_put_(
                     (torch.tensor(used, device=hard.device),), torch.arange(len(used), device=hard.device))[hard]
-        else:  # checked on the device without a sync; every distribution is fitted, soft entries mix
+        else:  # checked on the device, no sync (nor graph break); every distribution fitted, soft entries mix
             torch._assert_async((hard < len(names)).all(), msg)
     ys = torch.stack(
         [_fit(w, names[i], DISTRIBUTIONS[names[i]][:1], k, _check_steps(steps, names[i]))[DISTRIBUTIONS[names[i]][0]]

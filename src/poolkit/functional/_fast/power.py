@@ -541,7 +541,10 @@ def _lse_phases(x: Tensor, win: Window, b: float | Tensor, padding_mode: str, ci
     def terms(xs: Tensor, diff: Tensor) -> list[Tensor]:
         # as the reference: the mean of exp, and of expm1 (exact where cells are close to the maximum);
         # uncounted cells are -inf (exp 0, expm1 -1)
-        t = b * diff if diff.requires_grad else diff.mul_(b)
+        if isinstance(b, float) and b == 1.0:
+            t = diff
+        else:
+            t = b * diff if diff.requires_grad else diff.mul_(b)
         return [torch.exp(t), torch.expm1(t)]
 
     (mean, mean1), m = _phase_reduce(xmax, win, terms)
