@@ -284,7 +284,8 @@ def test_chunked_path_equals_plain_path(name, dim, layout, spy, monkeypatch):
             monkeypatch.setattr(K, "_CHUNK_BYTES", 700)  # a few rows or one sample per chunk: many chunks
             spy.clear()
             chunked = fn(x, **kw)
-        assert spy and spy[-1], kw  # the chunked path answered
+        used = not (dim == 3 and name.startswith(("lp", "stochastic")))  # measured no gain there: not registered
+        assert bool(spy and spy[-1]) == used, kw  # the chunked path answered where it applies
         assert chunked.shape == plain.shape
         torch.testing.assert_close(chunked, plain, rtol=2e-6, atol=1e-6)
 
@@ -316,12 +317,14 @@ def test_chunked_overflow_keeps_the_exact_fallback():
         torch.testing.assert_close(z.double(), zr, rtol=1e-5, atol=1e-2)
 
 
+_PHASES_FNS = [lambda t: PF.softpool(t, 3, 2, 1), lambda t: PF.lse_pool(t, 3, 2, 1, beta=2.0)]
+
+
 @pytest.mark.parametrize("dim", [1, 2, 3])
 @pytest.mark.parametrize(
     "fn",
     [
-        lambda t: PF.softpool(t, 3, 2, 1),
-        lambda t: PF.lse_pool(t, 3, 2, 1, beta=2.0),
+        *_PHASES_FNS,
         lambda t: PF.gem_pool(t, 3, 2, 1, p=3.0),
         lambda t: PF.lp_pool(t, 2, p=3.0, absolute=True),
         lambda t: PF.stochastic_pool(t, 3, 2, 1, training=False),
@@ -332,7 +335,8 @@ def test_custom_backwards_support_double_backward(fn, dim, spy_backward):
     """create_graph=True gives a differentiable gradient (gradgradcheck), through the fast kernels."""
     x = rand(dim, size=5, c=2, low=0.1, high=1.5).requires_grad_(True)
     assert torch.autograd.gradgradcheck(fn, (x,))
-    assert spy_backward, "the fast kernel did not run"
+    if dim > 1 or fn not in _PHASES_FNS:  # the phases kernel (lse, softpool) serves 2-d and 3-d only
+        assert spy_backward, "the fast kernel did not run"
 
 
 def test_gem_double_backward_reaches_a_learnable_p():

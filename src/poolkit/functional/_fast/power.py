@@ -183,9 +183,9 @@ def _power_map(p: float, absolute: bool) -> Map:
     return lambda xc, b: torch.abs(xc, out=b).pow_(p)
 
 
-@register("lp", "chunked", "no autograd, CPU, float16/32/64, one native average (no padding or symmetric zero "
-          "padding), contiguous or channels_last input", lambda x, win, p, absolute, mode: _chunked_ok(x)
-          and _native_ok(x, win, mode))
+@register("lp", "chunked", "no autograd, CPU, float16/32/64, 1-d or 2-d (measured: no gain in 3-d), one native "
+          "average (no padding or symmetric zero padding), contiguous or channels_last input",
+          lambda x, win, p, absolute, mode: x.ndim < 5 and _chunked_ok(x) and _native_ok(x, win, mode))
 def _lp_chunked(x: Tensor, win: Window, p: float, absolute: bool, padding_mode: str) -> Tensor:
     nat = _NativeMean(win, True, None, route=True)
     return _torch_lp(_chunked_means(_work(x), nat, [_power_map(p, absolute)])[0], p, win).to(x.dtype)
@@ -206,8 +206,9 @@ def _gem_chunked(x: Tensor, win: Window, p: float | Tensor, eps: float, padding_
     return as_layout(_root_(m, p).to(x.dtype), x)
 
 
-@register("stochastic_mean", "chunked", "no autograd, CPU, float32/64, one native average, contiguous or "
-          "channels_last", lambda x, win, mode: _chunked_ok(x) and x.dtype in _FLOATS and _native_ok(x, win, mode))
+@register("stochastic_mean", "chunked", "no autograd, CPU, float32/64, 1-d or 2-d (measured: no gain in 3-d), one "
+          "native average, contiguous or channels_last", lambda x, win, mode: x.ndim < 5 and _chunked_ok(x)
+          and x.dtype in _FLOATS and _native_ok(x, win, mode))
 def _lehmer_chunked(x: Tensor, win: Window, padding_mode: str) -> Tensor:
     nat = _NativeMean(win, True, None, route=True)
     den, num = _chunked_means(x, nat, [lambda xc, b: torch.clamp(xc, min=0.0, out=b), lambda xc, b: b.mul_(b)])
@@ -524,15 +525,17 @@ def _routed(x: Tensor) -> Tensor:
 def _phases_ok(x: Tensor, win: object, *params: object) -> bool:
     """Local windows of at most 64 cells whose every phase holds a full kernel of the padded input (else torch's
     pooling refuses)."""
-    if not isinstance(win, Window) or math.prod(win.kernel) > _PHASES_MAX_CELLS or not dense(x) or transformed(*params):
+    # measured: in 1-d the reference (one reduction over the window view) is as fast or faster
+    if (not isinstance(win, Window) or x.ndim == 3 or math.prod(win.kernel) > _PHASES_MAX_CELLS or not dense(x)
+            or transformed(*params)):
         return False
     q = (-(-k // s) for k, s in zip(win.kernel, win.stride))
     return all(n + a + b - (qi - 1) * s >= k
                for n, (a, b), qi, s, k in zip(win.size, win.pad, q, win.stride, win.kernel))
 
 
-@register("lse", "phases", "local windows of <= 64 cells (any padding, ceil_mode, overlap), contiguous or "
-          "channels_last input: "
+@register("lse", "phases", "2-d/3-d local windows of <= 64 cells (any padding, ceil_mode, overlap), contiguous "
+          "or channels_last input: "
           "native max and average poolings of exp(beta (x - window max)), one pair per non-overlapping phase",
           lambda x, win, b, mode, cip: _phases_ok(x, win, b))
 def _lse_phases(x: Tensor, win: Window, b: float | Tensor, padding_mode: str, cip: bool) -> Tensor:
@@ -554,8 +557,9 @@ def _lse_phases(x: Tensor, win: Window, b: float | Tensor, padding_mode: str, ci
     return as_layout((m + torch.where(mean1 > -0.5, torch.log1p(mean1), torch.log(mean)) / b).to(x.dtype), x)
 
 
-@register("softpool", "phases", "local windows of <= 64 cells (any padding, ceil_mode, overlap), contiguous or "
-          "channels_last input: native average poolings of x e^(x - window max) and e^(x - window max) per phase",
+@register("softpool", "phases", "2-d/3-d local windows of <= 64 cells (any padding, ceil_mode, overlap), "
+          "contiguous or channels_last input: native average poolings of x e^(x - window max) and "
+          "e^(x - window max) per phase",
           lambda x, win, mode: _phases_ok(x, win))
 def _softpool_phases(x: Tensor, win: Window, padding_mode: str) -> Tensor:
     xmax, _ = _padded(_routed(_work(x)), win, padding_mode, False)
