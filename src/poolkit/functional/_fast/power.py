@@ -555,7 +555,7 @@ def _lse_phases(x: Tensor, win: Window, b: float | Tensor, padding_mode: str, ci
             t = diff
         else:
             t = b * diff if diff.requires_grad else diff.mul_(b)
-        return [torch.exp(t), torch.expm1(t)]
+        return [torch.exp(t), torch.expm1(t) if t.requires_grad else t.expm1_()]  # in place: one buffer less
 
     (mean, mean1), m = _phase_reduce(xmax, win, terms)
     if mask is not None:  # means over the counted cells
@@ -573,7 +573,8 @@ def _softpool_phases(x: Tensor, win: Window, padding_mode: str) -> Tensor:
 
     def terms(xs: Tensor, diff: Tensor) -> list[Tensor]:
         e = torch.exp(diff)  # ignored cells are -inf: weight 0
-        return [torch.where(e > 0, xs, 0.0) * e, e]
+        num = torch.where(e > 0, xs, 0.0)
+        return [num * e if e.requires_grad else num.mul_(e), e]
 
     (num, den), _ = _phase_reduce(xmax, win, terms)
     return as_layout((num / den).to(x.dtype), x)
