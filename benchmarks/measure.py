@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import fwd_bwd, machine, table
+from _timing import fwd_bwd, machine, table, timer
 from poolkit.measure import lie_derivative, profile
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -50,14 +49,15 @@ def shifts(d: int, s: int) -> list[tuple[int, ...]]:
 
 
 def rounds(fns: dict[str, Callable[[], object]], repeat: int, warmup: int = 2) -> dict[str, list[float]]:
-    """Wall times in seconds of each function, ``repeat`` rounds of one call each, after ``warmup`` rounds."""
+    """Times in seconds of each function, ``repeat`` rounds of one call each, after ``warmup`` rounds
+    (``torch.utils.benchmark.Timer.timeit(1)``: CUDA synchronised, the thread count fixed)."""
+    timers = {k: timer(fn) for k, fn in fns.items()}
     times: dict[str, list[float]] = {k: [] for k in fns}
     for r in range(warmup + repeat):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
+        for k, t in timers.items():
+            m = t.timeit(1)
             if r >= warmup:
-                times[k].append(time.perf_counter() - t0)
+                times[k].append(m.median)
     return times
 
 

@@ -190,3 +190,136 @@ def test_maxblur_with_ties_equals_max_then_blur(layout, k, s, p):
     ya.backward(g)
     yb.backward(g)
     torch.testing.assert_close(a.grad, b.grad)
+
+
+# ---------------------------------------------------------------- fast kernels on against off; filters as buffers
+
+import contextlib  # noqa: E402
+
+from poolkit import nn as pnn  # noqa: E402
+
+_CL = {2: torch.channels_last, 3: torch.channels_last_3d}
+AA_CASES = [
+    ("blur", lambda t: PF.blur(t, 3, 2, "zeros")),
+    ("blur", lambda t: PF.blur(t, 4, 2, "reflect")),
+    ("blur", lambda t: PF.blur(t, 5, 1, "circular")),
+    ("blur", lambda t: PF.blur(t, 1, 2)),
+    ("blurpool", lambda t: PF.blur_pool(t, 2, filt=2, padding_mode="replicate")),
+    ("maxblur", lambda t: PF.max_blur_pool(t, 2, 2, filt=3, blur_padding_mode="zeros")),
+    ("maxblur", lambda t: PF.max_blur_pool(t, 3, 2, 1, filt=4)),
+    ("maxblur", lambda t: PF.max_blur_pool(t, 2, 1, 0, 2, filt=3, blur_padding_mode="circular")),
+    ("maxblur", lambda t: PF.max_blur_pool(t, 3, 2, "same", filt=4, blur_padding_mode="replicate")),
+]
+
+
+def _aa_input(dim: int, layout: str, size: int, dtype=torch.float32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(dim + size)
+    x = (torch.randint(-3, 4, (2, 3) + (2 * size,) * dim, generator=g) / 2).to(dtype)  # ties for the max
+    x = x[(slice(None), slice(None)) + (slice(0, size),) * dim]
+    if layout == "contiguous":
+        return x.contiguous()
+    if layout == "channels_last":
+        return x.movedim(1, -1).contiguous().movedim(-1, 1) if dim == 1 else x.contiguous(memory_format=_CL[dim])
+    return x
+
+
+def _aa_run(fn, x: torch.Tensor, mode: str):
+    leaf = x.detach().requires_grad_(mode == "grad")
+    ctx = {"grad": contextlib.nullcontext(), "no_grad": torch.no_grad(), "inference_mode": torch.inference_mode()}
+    with ctx[mode]:
+        y = fn(leaf)
+    if mode != "grad":
+        return y, None
+    y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(3), dtype=y.dtype))
+    return y.detach(), leaf.grad
+
+
+@pytest.mark.parametrize("case", range(len(AA_CASES)), ids=lambda i: f"{AA_CASES[i][0]}-{i}")
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "view"])
+@pytest.mark.parametrize("size", [7, 30])
+def test_antialias_fast_kernels_on_equal_off(case, dim, layout, size):
+    """Band-matrix blur, conv padding, fused and running-max maxblur: the formula's values (float32 to a few
+    ulp), gradients and strides, with and without autograd."""
+    if dim == 3 and size == 30:
+        size = 12
+    fn = AA_CASES[case][1]
+    x = _aa_input(dim, layout, size)
+    for mode in ("grad", "no_grad", "inference_mode"):
+        on = _aa_run(fn, x, mode)
+        with poolkit.fast_paths(False):
+            off = _aa_run(fn, x, mode)
+        for a, b in zip(on, off):
+            if b is None:
+                continue
+            assert a.dtype == b.dtype and a.shape == b.shape and a.stride() == b.stride(), (a.stride(), b.stride())
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_blur_is_the_float32_blur_rounded_once(dtype):
+    x = torch.rand(2, 3, 40, 40).to(dtype)
+    for fast in (True, False):
+        with poolkit.fast_paths(fast):
+            y = PF.blur_pool(x, 2, filt=4)
+        assert y.dtype == dtype
+        assert torch.equal(y, PF.blur_pool(x.float(), 2, filt=4).to(dtype))
+
+
+@pytest.mark.parametrize("make", [lambda: pnn.BlurPool2d(2, filt=4), lambda: pnn.MaxBlurPool2d(3, 2, 1, filt=5),
+                                  lambda: pnn.ApsPool2d(2, filt=3)], ids=["blurpool", "maxblur", "aps"])
+def test_filters_are_non_persistent_buffers_never_rebuilt(make, monkeypatch):
+    import poolkit.functional.antialias as aa
+
+    m = make()
+    filt = m.filt
+    assert torch.equal(m.blur_filter, PF.binomial_filter(filt, 2))
+    assert "blur_filter" in dict(m.named_buffers()) and "blur_filter" not in m.state_dict()
+    assert m.double().blur_filter.dtype == torch.float64
+    assert m.half().blur_filter.dtype == torch.float16
+    m.float()
+    x = torch.rand(2, 3, 16, 16)
+    expect = m(x)
+
+    def refuse(*a, **k):
+        raise AssertionError("forward rebuilt the filter")
+
+    monkeypatch.setattr(aa, "binomial_filter", refuse)
+    for fast in (True, False):
+        with poolkit.fast_paths(fast):
+            torch.testing.assert_close(m(x), expect)
+    m.load_state_dict(make().state_dict())  # no filter key expected
+
+
+def test_a_passed_filter_of_the_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match="weight"):
+        PF.blur(torch.rand(1, 2, 8, 8), 3, weight=PF.binomial_filter(3, 1))
+
+
+def test_the_antialias_kernels_serve_their_cases(monkeypatch):
+    import dataclasses
+
+    from poolkit.functional import _fast
+
+    ran: list[str] = []
+    for stat in ("blur", "maxblur"):
+        wrapped = []
+        for k in _fast.kernels(stat):
+            def run(*a, _k=k, **kw):
+                ran.append(f"{_k.stat}/{_k.name}")
+                return _k.run(*a, **kw)
+            wrapped.append(dataclasses.replace(k, run=run))
+        monkeypatch.setitem(_fast._KERNELS, stat, wrapped)
+    x = torch.rand(2, 3, 40, 40)
+    PF.blur(x, 4, 2)
+    PF.blur(x, 3, 1, "zeros")
+    PF.blur(x, 1, 2)
+    PF.max_blur_pool(x, 2, 2, filt=3)
+    PF.max_blur_pool(torch.rand(1, 2, 200, 200), 2, 2, filt=3)  # past the fused pass's size
+    # the running max's blur of a 199 x 199 map (reflect) is the formula's
+    assert ran == ["blur/band", "blur/conv_padding", "blur/subsample", "maxblur/fused", "maxblur/running_max"]
+    ran.clear()
+    with poolkit.fast_paths(False):
+        PF.blur(x, 4, 2)
+        PF.max_blur_pool(x, 2, 2, filt=3)
+    assert ran == []

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import poolkit.functional as PF
-import poolkit.functional.order as order_mod
+import poolkit.functional._fast.order as order_kernels
 from poolkit import nn as pnn
 
 DIMS = (1, 2, 3)
@@ -179,7 +179,7 @@ def _call(fn, x, case, **kw):
 def median_path(request, monkeypatch):
     """Run median_pool (no autograd) on its sorting-network path (small windows) or force its sort path."""
     if request.param == "sort":
-        monkeypatch.setattr(order_mod, "_NETWORK_MAX_CELLS", 0)
+        monkeypatch.setattr(order_kernels, "_NETWORK_MAX_CELLS", 0)
     return request.param
 
 
@@ -299,3 +299,177 @@ def test_low_precision_with_padding(name, dtype):
     y = getattr(PF, name)(x.to(dtype), **kw)
     assert y.dtype == dtype
     torch.testing.assert_close(y.double(), getattr(PF, name)(x.to(dtype).double(), **kw), rtol=1e-2, atol=1e-2)
+
+
+# ---------------------------------------------------------------- fast kernels on against off; torch's strides
+
+import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
+import random  # noqa: E402
+
+import poolkit  # noqa: E402
+from poolkit.functional import _fast  # noqa: E402
+
+FAST_GEOMS = [
+    dict(kernel_size=3, stride=1, padding=1),  # overlapping, padded
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+    dict(kernel_size=2, stride=1, dilation=2),
+    dict(kernel_size=2),
+    dict(kernel_size=3, stride=2, padding_mode="reflect"),
+    dict(output_size=3),  # uneven adaptive windows at size 7
+]
+ORDER_FNS = {
+    "max": PF.max_pool, "min": PF.min_pool, "median": PF.median_pool,
+    "topk": lambda x, **kw: PF.topk_pool(x, k=3, **kw), "range": PF.range_pool,
+}
+_CL = {2: torch.channels_last, 3: torch.channels_last_3d}
+
+
+def layout_input(dim: int, layout: str, dtype=torch.float32, seed: int = 0, size: int = 7) -> torch.Tensor:
+    """Signed input with ties, contiguous, channels-last or a non-contiguous view (a strided slice)."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randint(-3, 4, (2, 4) + (2 * size,) * dim, generator=g) / 2).to(dtype)
+    x = x[(slice(None), slice(None)) + (slice(0, size),) * dim]
+    if layout == "contiguous":
+        return x.contiguous()
+    if layout == "channels_last":
+        if dim == 1:  # (N, L, C) memory, as a 1-d channels-last net holds it
+            return x.movedim(1, -1).contiguous().movedim(-1, 1)
+        return x.contiguous(memory_format=_CL[dim])
+    return x  # a view: every spatial stride doubled
+
+
+def _run(fn, x: torch.Tensor, geom: dict, mode: str, g_seed: int = 1):
+    x = x.clone(memory_format=torch.preserve_format) if x.is_contiguous() else x
+    ctx = {"grad": contextlib.nullcontext(), "no_grad": torch.no_grad(),
+           "inference_mode": torch.inference_mode()}[mode]
+    leaf = x.detach().requires_grad_(mode == "grad")
+    with ctx:
+        y = fn(leaf, **geom)
+    if mode != "grad":
+        return y, None
+    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(g_seed), dtype=y.dtype)
+    y.backward(g)  # the gradient a user sees: ``.grad`` (autograd gives it the input's strides)
+    return y.detach(), leaf.grad
+
+
+def assert_same(a: torch.Tensor, b: torch.Tensor, ulp: int = 0) -> None:
+    """Same values (to ``ulp`` units of the dtype's precision; NaN where NaN), dtype, device and strides,
+    size-1 dims included."""
+    assert a.dtype == b.dtype and a.device == b.device and a.shape == b.shape
+    assert a.stride() == b.stride(), f"strides {a.stride()} vs {b.stride()}"
+    tol = ulp * torch.finfo(a.dtype).eps if a.is_floating_point() else 0
+    torch.testing.assert_close(a, b, rtol=tol, atol=tol, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", list(ORDER_FNS))
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "view"])
+@pytest.mark.parametrize("geom", FAST_GEOMS, ids=lambda g: ",".join(f"{k}={v}" for k, v in g.items()))
+def test_fast_kernels_on_equal_off(name, dim, layout, geom):
+    """Fast kernels (channels-last max, sorting network, analytic backwards) give the formula's values,
+    gradients and strides, with and without autograd, on input full of ties."""
+    fn = ORDER_FNS[name]
+    x = layout_input(dim, layout)
+    for mode in ("grad", "no_grad", "inference_mode"):
+        on = _run(fn, x, geom, mode)
+        with poolkit.fast_paths(False):
+            off = _run(fn, x, geom, mode)
+        assert_same(on[0], off[0], ulp=4)  # top-k means sum in another order
+        if mode == "grad":
+            assert_same(on[1], off[1], ulp=8)  # overlapping windows add their gradients in another order
+
+
+@pytest.fixture
+def served(monkeypatch):
+    """Names of the fast kernels that ran (their ``run`` wrapped in place)."""
+    ran: list[str] = []
+    for stat, ks in list(_fast._KERNELS.items()):
+        wrapped = []
+        for k in ks:
+            def run(*a, _k=k, **kw):
+                ran.append(f"{_k.stat}/{_k.name}")
+                return _k.run(*a, **kw)
+            wrapped.append(dataclasses.replace(k, run=run))
+        monkeypatch.setitem(_fast._KERNELS, stat, wrapped)
+    return ran
+
+
+def test_the_order_kernels_serve_their_cases(served):
+    """The equivalence test above compares two different paths: each kernel runs where it states it applies,
+    and none under ``fast_paths(False)``."""
+    x2 = layout_input(2, "contiguous")
+    cl = layout_input(2, "channels_last").requires_grad_(True)
+    with torch.no_grad():
+        PF.max_pool(x2, 3, 1, 1)
+        PF.median_pool(x2, 3)
+    PF.min_pool(cl, 2)
+    PF.topk_pool(cl, 3, k=2)
+    assert served == ["max_pool/channels_last", "median/network", "min_pool/scatter_backward", "topk/network"]
+    served.clear()
+    with poolkit.fast_paths(False), torch.no_grad():
+        PF.max_pool(x2, 3, 1, 1)
+        PF.median_pool(x2, 3)
+    assert served == []
+
+
+def _random_geometry(rng: random.Random, dim: int) -> dict:
+    k = [rng.randint(1, 4) for _ in range(dim)]
+    dl = [rng.choice((1, 1, 2)) for _ in range(dim)]
+    geom = dict(kernel_size=tuple(k), stride=tuple(rng.randint(1, 3) for _ in range(dim)),
+                padding=tuple(rng.randint(0, ki // 2) for ki in k), dilation=tuple(dl),
+                ceil_mode=rng.random() < 0.5)
+    return geom
+
+
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "view"])
+def test_max_pool_strides_equal_torch_on_random_geometries(dim, layout):
+    """PF.max_pool (return_indices too) and min_pool against F.max_poolNd on the same input: values, indices and
+    strides, with a gradient (training) and in no_grad / inference_mode (eval); the gradient too."""
+    rng = random.Random(dim * 10 + len(layout))
+    f = tf("max_pool", dim)
+    for case in range(12):
+        geom = _random_geometry(rng, dim)
+        x = layout_input(dim, layout, seed=case, size=rng.randint(6, 9)).float()
+        for mode in ("grad", "no_grad", "inference_mode"):
+            ours = _run(PF.max_pool, x, geom, mode)
+            ref = _run(f, x, geom, mode)
+            assert_same(ours[0], ref[0])
+            if mode == "grad":
+                assert_same(ours[1], ref[1])
+            mins = _run(PF.min_pool, x, geom, mode)
+            assert_same(mins[0], -_run(lambda t, **kw: f(-t, **kw), x, geom, mode)[0])
+        with torch.inference_mode():
+            y, i = PF.max_pool(x, **geom, return_indices=True)
+            ry, rind = f(x, **geom, return_indices=True)
+        assert_same(y, ry)
+        assert_same(i, rind)
+
+
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("out", [1, 3])
+def test_adaptive_and_global_max_strides_equal_torch(dim, layout, out):
+    x = layout_input(dim, layout).float()
+    for mode in ("grad", "no_grad", "inference_mode"):
+        ours = _run(lambda t, **kw: PF.max_pool(t, output_size=out), x, {}, mode)
+        ref = _run(lambda t, **kw: tf("adaptive_max_pool", dim)(t, out), x, {}, mode)
+        assert_same(ours[0], ref[0])
+        if mode == "grad":
+            assert_same(ours[1], ref[1])
+
+
+@pytest.mark.parametrize("module", [lambda: pnn.MaxPool2d(2), lambda: pnn.MinPool2d(3, 2, 1)])
+def test_flatten_by_view_works_in_eval_as_in_training(module):
+    """A classic forward ``y.view(y.size(0), -1)``: the pooled output is contiguous in eval as in training."""
+    m = module()
+    x = torch.rand(2, 8, 10, 10)
+    m.train()
+    a = m(x.requires_grad_(True)).view(2, -1)
+    m.eval()
+    with torch.no_grad():
+        b = m(x.detach()).view(2, -1)
+    with torch.inference_mode():
+        c = m(x.detach()).view(2, -1)
+    assert torch.equal(a.detach(), b) and torch.equal(b, c)

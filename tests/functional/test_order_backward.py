@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import poolkit.functional as PF
-import poolkit.functional.order as order_mod
+import poolkit.functional._fast.order as order_kernels
 
 
 def _same_pads(n: int, k: int, s: int, dl: int = 1) -> tuple[int, int]:
@@ -132,7 +132,7 @@ def _id(geom: dict) -> str:
 def path(request, monkeypatch):
     """The forward on its sorting-network path, or forced onto the sort / topk path."""
     if request.param == "sort":
-        monkeypatch.setattr(order_mod, "_NETWORK_MAX_CELLS", 0)
+        monkeypatch.setattr(order_kernels, "_NETWORK_MAX_CELLS", 0)
     return request.param
 
 

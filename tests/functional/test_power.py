@@ -18,7 +18,8 @@ import poolkit
 import poolkit.functional as PF
 import poolkit.nn as pnn
 from poolkit.functional import power as P
-from poolkit.functional._window import adaptive_windows, resolve, resolve_output_size
+from poolkit.functional._fast import power as K
+from poolkit.functional._window import Window, adaptive_windows, resolve_output_size
 
 DT = torch.float64
 
@@ -103,11 +104,35 @@ def test_lp_equals_torch_on_nonnegative_input(dim, p, kw):
     torch.testing.assert_close(PF.lp_pool(x, p=p, **kw), ref)
 
 
-def test_lp_inf_is_max_of_abs_and_negative_input_uses_abs():
+def test_lp_inf_is_max_of_abs_and_absolute_uses_abs():
     x = rand(2, low=-1.0, high=1.0)
     torch.testing.assert_close(PF.lp_pool(x, 2, p=math.inf), F.max_pool2d(x.abs(), 2))
-    torch.testing.assert_close(PF.lp_pool(x, 3, 2, 1, p=3.0), PF.lp_pool(x.abs(), 3, 2, 1, p=3.0))
-    assert torch.isfinite(PF.lp_pool(x, 2, p=3.0)).all()
+    torch.testing.assert_close(PF.lp_pool(x, 3, 2, 1, p=3.0, absolute=True), PF.lp_pool(x.abs(), 3, 2, 1, p=3.0))
+    assert torch.isfinite(PF.lp_pool(x, 2, p=3.0, absolute=True)).all()
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, 1.5])
+@pytest.mark.parametrize("fast", [True, False])
+def test_lp_follows_torch_on_signed_input(dim, p, fast):
+    """torch's formula on signed input: values (NaN where a window's sum of x^p is negative and 1/p fractional)
+    and gradients, with the fast kernels on and off."""
+    x = rand(dim, low=-1.0, high=1.0)
+    ref_op = getattr(F, f"lp_pool{dim}d")
+    for k, s, ceil in ((2, None, False), (3, 2, True)):
+        xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        with poolkit.fast_paths(fast):
+            y = PF.lp_pool(xa, k, s, ceil_mode=ceil, p=p)
+        r = ref_op(xb, p, k, s, ceil)
+        torch.testing.assert_close(y, r, equal_nan=True)
+        g = torch.rand_like(y)
+        (ga,) = torch.autograd.grad(y, xa, g)
+        (gb,) = torch.autograd.grad(r, xb, g)
+        torch.testing.assert_close(ga, gb, equal_nan=True)
+        if p in (1.0, 2.0):
+            assert not y.isnan().any()
+        with torch.no_grad(), poolkit.fast_paths(fast):
+            torch.testing.assert_close(PF.lp_pool(x, k, s, ceil_mode=ceil, p=p), r.detach(), equal_nan=True)
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
@@ -257,24 +282,22 @@ GEOMETRIES = [
 ]
 
 
-def _stable(fn, x, kw):
-    """Run a stable (shifted) path on the geometry ``kw`` describes."""
-    if "output_size" in kw:
-        win = P._as_local(x, resolve_output_size(x, kw["output_size"]))
-    else:
-        win = resolve(x, kw["kernel_size"], kw.get("stride"), kw.get("padding", 0), 1, kw.get("ceil_mode", False))
-    return fn(x, win, kw.get("padding_mode", "zeros"), kw.get("count_include_pad", True))
-
-
 @pytest.mark.parametrize("kw", GEOMETRIES, ids=str)
 def test_stable_paths_equal_plain_formula(kw):
-    """The shifted (overflow-free) paths agree with the plain-formula fast paths wherever both apply."""
+    """The window-max shifted kernels (``phases``) agree with the reference formulas (fast kernels off)."""
     x = rand(2, size=8, low=-2.0, high=2.0)
-    fast = PF.lse_pool(x, beta=1.5, **kw)
-    torch.testing.assert_close(_stable(lambda *a: P._lse_stable(a[0], 1.5, *a[1:]), x, kw), fast)
     kw_soft = {k: v for k, v in kw.items() if k != "count_include_pad"}
-    fast = PF.softpool(x, **kw_soft)
-    torch.testing.assert_close(_stable(lambda t, w, m, _c: P._softpool_stable(t, w, m), x, kw_soft), fast)
+    with poolkit.fast_paths(False):
+        ref_lse = PF.lse_pool(x, beta=1.5, **kw)
+        ref_soft = PF.softpool(x, **kw_soft)
+    win = P._geometry(x, kw.get("kernel_size"), kw.get("stride"), kw.get("padding", 0), kw.get("ceil_mode", False),
+                      kw.get("padding_mode", "zeros"), kw.get("output_size"))
+    mode = kw.get("padding_mode", "zeros")
+    if isinstance(win, Window):  # the kernels serve local windows (and adaptive ones that divide the input)
+        torch.testing.assert_close(K._lse_phases(x, win, 1.5, mode, kw.get("count_include_pad", True)), ref_lse)
+        torch.testing.assert_close(K._softpool_phases(x, win, mode), ref_soft)
+    torch.testing.assert_close(PF.lse_pool(x, beta=1.5, **kw), ref_lse)
+    torch.testing.assert_close(PF.softpool(x, **kw_soft), ref_soft)
 
 
 @pytest.mark.parametrize("kw", GEOMETRIES, ids=str)
@@ -455,8 +478,8 @@ def test_bad_arguments_name_what_is_accepted():
     x = rand(1)
     with pytest.raises(ValueError, match="p must"):
         PF.lp_pool(x, 2, p=0.5)
-    with pytest.raises(ValueError, match="p must"):
-        pnn.LPPool1d(2, p=0.5)
+    with pytest.raises(ValueError, match="norm_type"):
+        pnn.LPPool1d(0.5, 2)  # torch's order: norm_type, kernel_size
     with pytest.raises(ValueError, match="eps"):
         PF.gem_pool(x, 2, eps=0.0)
     with pytest.raises(TypeError, match="weight"):

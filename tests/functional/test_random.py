@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import poolkit
 import poolkit.functional as PF
-import poolkit.functional.random as random_mod
+import poolkit.functional._fast.random as random_kernels
 from poolkit import nn as pnn
 
 
@@ -104,7 +104,7 @@ def test_stochastic_training_draws_a_positive_window_element(dim, case, draw_pat
 def draw_path(request, monkeypatch):
     """Draw with the running sum over strided views (small windows) or force the cumsum + search path."""
     if request.param == "search":
-        monkeypatch.setattr(random_mod, "_SCAN_MAX_CELLS", 0)
+        monkeypatch.setattr(random_kernels, "_SCAN_MAX_CELLS", 0)
     return request.param
 
 
@@ -115,7 +115,7 @@ def test_stochastic_draw_paths_agree(dim, monkeypatch):
     for kw in (dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), dict(output_size=2)):
         a = PF.stochastic_pool(x, **kw, generator=torch.Generator().manual_seed(9))
         with monkeypatch.context() as m:
-            m.setattr(random_mod, "_SCAN_MAX_CELLS", 0)
+            m.setattr(random_kernels, "_SCAN_MAX_CELLS", 0)
             b = PF.stochastic_pool(x, **kw, generator=torch.Generator().manual_seed(9))
         assert torch.equal(a, b), kw
 

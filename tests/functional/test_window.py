@@ -151,3 +151,26 @@ def test_resolved_windows_are_reused_but_still_validated():
         W.resolve(x, 11)
     with pytest.raises(ValueError, match="larger than the padded input"):
         W.resolve(x, 11)  # errors are not cached away
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize(("k", "s", "p", "ceil"),
+                         [(3, 2, 1, False), (3, 2, 1, True), (2, 2, 0, True), (3, 1, 1, False)])
+def test_window_source_counts_the_input_cells_of_each_window(dim, k, s, p, ceil):
+    """``count`` (input cells per window) is the zero-padded sum of ones; ``valid`` marks them cell by cell."""
+    x = torch.rand((2, 3) + (7,) * dim, dtype=torch.float64)
+    src, views, valid, count = W.window_source(x, k, s, p, 1, ceil, "zeros", None, fill=float("inf"))
+    ones = torch.ones((1, 1) + (7,) * dim, dtype=torch.float64)
+    if dim == 1:  # avg_pool1d has no divisor_override: pool the 1-d map as a 2-d one of height 1
+        expect = F.avg_pool2d(ones.unsqueeze(-2), (1, k), (1, s), (0, p), ceil, False, 1).squeeze(-2)
+    else:
+        expect = getattr(F, f"avg_pool{dim}d")(ones, k, s, p, ceil, False, 1)  # the sum over input cells
+    w = views.view(src)
+    assert w.shape[2:2 + dim] == W.resolve(x, k, s, p, 1, ceil).out
+    if p or (ceil and any(W.resolve(x, k, s, p, 1, ceil).overhang)):
+        assert valid is not None and count is not None
+        assert torch.equal(valid.flatten(-dim).sum(-1).double(), count.double())
+        assert torch.isinf(w[~valid.expand_as(w)]).all() and torch.isfinite(w[valid.expand_as(w)]).all()
+        torch.testing.assert_close(count.double(), expect)
+    else:
+        assert valid is None and count is None

@@ -3,11 +3,13 @@
 Resolves ``kernel_size``/``stride``/``padding``/``dilation``/``ceil_mode`` into
 per-dimension tuples, validates them with errors that name the argument, pads
 in any mode, and extracts windows (as strided views) for statistics that have
-no fused native reduction.
+no fused native reduction. Geometry only: no layout policy, no fast kernels
+(those live in :mod:`poolkit.functional._fast`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 __all__ = [
     "PADDING_MODES",
     "Window",
+    "WindowViews",
     "adaptive_bounds",
     "adaptive_windows",
     "check_input",
@@ -34,6 +37,7 @@ __all__ = [
     "pad",
     "resolve",
     "resolve_output_size",
+    "window_source",
     "windows",
 ]
 
@@ -327,8 +331,9 @@ def adaptive_windows(x: Tensor, out: Sequence[int], fill: float) -> Tensor:
     for i, (n, o) in enumerate(zip(sizes, out)):
         starts, ends = adaptive_bounds(n, o)
         kmax = max(e - s for s, e in zip(starts, ends))
-        st = torch.tensor(starts, device=x.device)
-        en = torch.tensor(ends, device=x.device)
+        i_out = torch.arange(o, device=x.device)  # the same bounds made on the device (no host-to-device copy)
+        st = (i_out * n) // o
+        en = -((-(i_out + 1) * n) // o)
         idx = st[:, None] + torch.arange(kmax, device=x.device)
         ok = idx < en[:, None]
         idx = idx.clamp(max=n - 1)
@@ -368,3 +373,69 @@ def check_args(
             ntuple(padding, d, "padding", minimum=0)
     else:
         resolve_output_size(torch.empty((1, 1) + (1,) * d, device="meta"), output_size)
+
+
+@dataclass(frozen=True)
+class WindowViews:
+    """How the windows of a pooling without a fused reduction (median, top-k) lie in their source tensor ``src``.
+
+    ``view(src)`` is the ``(N, C, *out, *kernel)`` windows of ``src``, a strided view (``src`` is the
+    padded input, or the gathered windows of uneven adaptive pooling with ``view`` the identity).
+    ``disjoint``: no cell of ``src`` lies in two windows; ``tiles``: every cell lies in exactly one.
+    """
+
+    view: Callable[[Tensor], Tensor]
+    disjoint: bool
+    tiles: bool
+
+
+def _identity(t: Tensor) -> Tensor:
+    return t
+
+
+def window_source(
+    x: Tensor,
+    kernel_size: IntOrTuple | None,
+    stride: IntOrTuple | None,
+    padding: Padding,
+    dilation: IntOrTuple,
+    ceil_mode: bool,
+    padding_mode: str,
+    output_size: OutputSize,
+    fill: float,
+    geometry: bool = True,
+) -> tuple[Tensor, WindowViews, Tensor | None, Tensor | None]:
+    """The windows' source ``src``, their :class:`WindowViews`, and where some window holds cells outside the
+    input (zero padding, ceil-mode overhang, the tail of a shorter adaptive window; they hold ``fill``,
+    other padding modes pad with copies): ``valid``, which window cells are input cells, and ``count``,
+    how many per window (both ``None`` when every cell is; never computed without ``geometry``).
+    ``valid`` is ``(1, 1, *out, *kernel)`` bool, ``count`` ``(1, 1, *out)`` float32.
+    """
+    args = (kernel_size, stride, padding, dilation, ceil_mode, padding_mode, output_size)
+    if output_size is not None:
+        out = resolve_output_size(x, output_size)
+        filled = any(int(n) % o for n, o in zip(x.shape[2:], out))
+        if filled:
+            src = adaptive_windows(x, out, fill)
+            view: Callable[[Tensor], Tensor] = _identity
+        else:
+            src, view = x, functools.partial(adaptive_windows, out=out, fill=fill)
+        disjoint = tiles = True
+    else:
+        if kernel_size is None:
+            raise TypeError("kernel_size is required unless output_size is given")
+        win = resolve(x, kernel_size, stride, padding, dilation, ceil_mode)
+        filled = (padding_mode == "zeros" and win.padded) or any(win.overhang)
+        src = pad(x, win, padding_mode, value=fill, extra=True)
+        view = functools.partial(windows, win=win)
+        disjoint = all(s >= e for s, e in zip(win.stride, win.extent))
+        tiles = all(s == k and dl == 1 and o * s == n
+                    for s, k, dl, o, n in zip(win.stride, win.kernel, win.dilation, win.out, src.shape[2:]))
+    valid = count = None
+    if filled and geometry:
+        ones = x.new_ones((1, 1, *x.shape[2:]), dtype=torch.float32)
+        ones_src, ones_win, _, _ = window_source(ones, *args, 0.0, geometry=False)
+        w = ones_win.view(ones_src)
+        valid = w > 0
+        count = w.flatten(-(x.ndim - 2)).sum(-1)
+    return src, WindowViews(view, disjoint, tiles), valid, count

@@ -3,30 +3,27 @@
 All functions are dimension-generic: ``x`` is ``(N, C, *spatial)`` with 1 to 3
 spatial dims. ``padding_mode="zeros"`` pads with the neutral element (``-inf``
 for max), as torch does; median and top-k leave padded cells out of the window.
-Max, min and range are native max poolings; median and top-k, which have no
-native reduction, work on strided views of the windows (a min/max sorting
-network for small windows without autograd, otherwise a sort or top-k).
+Each function states its reference formula in plain torch ops: max, min and
+range are native max poolings; median and top-k, which have no native
+reduction, sort strided views of the windows. Fast kernels (channels-last
+routing, a sorting network, analytic backwards) are in ``_fast/order.py``.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ._fast import custom_backward, needs_grad
-from ._fast.layout import fast_layout
+from . import _fast
+from ._fast import order as _order_kernels  # noqa: F401  (registers the kernels)
+from ._fast.layout import as_layout
 from ._window import (
     IntOrTuple,
     OutputSize,
     Padding,
     Window,
-    adaptive_windows,
     check_input,
     check_padding_mode,
     crop,
@@ -34,7 +31,7 @@ from ._window import (
     pad,
     resolve,
     resolve_output_size,
-    windows,
+    window_source,
 )
 
 __all__ = ["max_pool", "median_pool", "min_pool", "range_pool", "topk_pool", "window_max"]
@@ -97,13 +94,16 @@ def window_max(
     ``"zeros"`` with symmetric padding uses torch's implicit ``-inf`` padding; other
     modes (and ``"same"``'s uneven split) pad explicitly first.
     """
+    if return_indices and not (padding_mode == "zeros" and win.symmetric):
+        raise ValueError("return_indices=True needs padding_mode='zeros' and integer (symmetric) padding")
+    y = _fast.dispatch("max_pool", x, win, padding_mode, return_indices)
+    if y is not None:
+        return y
     f = native("max_pool", win.dims)
     if padding_mode == "zeros" and win.symmetric:
         p = [a for a, _ in win.pad]
-        return f(fast_layout(x, "max_pool"), win.kernel, win.stride, p, win.dilation, win.ceil_mode, return_indices)
-    if return_indices:
-        raise ValueError("return_indices=True needs padding_mode='zeros' and integer (symmetric) padding")
-    xp = fast_layout(pad(x, win, padding_mode, value=-torch.inf), "max_pool")
+        return f(x, win.kernel, win.stride, p, win.dilation, win.ceil_mode, return_indices)
+    xp = pad(x, win, padding_mode, value=-torch.inf)
     return crop(f(xp, win.kernel, win.stride, 0, win.dilation, win.ceil_mode), win.out)
 
 
@@ -119,357 +119,44 @@ def min_pool(
     output_size: OutputSize = None,
     return_indices: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """Minimum over each window; ``-max_pool(-x)`` with the same arguments.
+    """Minimum over each window: ``-max_pool(-x)`` with the same arguments.
 
-    ``padding_mode="zeros"`` pads with ``+inf`` (the neutral element). With
-    autograd the backward scatters the gradient by the pooling's indices
-    directly, without the two negations of the plain formula.
+    ``padding_mode="zeros"`` pads with ``+inf`` (the neutral element); the indices
+    (``return_indices``) are those of the minimum, ties to the first in window order.
+
+    Args:
+        x, kernel_size, stride, padding, dilation, ceil_mode, padding_mode, output_size, return_indices:
+            as :func:`max_pool`.
+
+    Returns:
+        The minima ``(N, C, *out)`` (and the indices with ``return_indices``), in the layout torch's
+        max pooling gives the same input.
 
     Example:
         >>> min_pool(torch.arange(8.0).view(1, 1, 8), 2)
         tensor([[[0., 2., 4., 6.]]])
     """
-    if not custom_backward(x):  # no gradient, or a torch.func transform: the plain formula
-        out = max_pool(
-            -x, kernel_size, stride, padding, dilation, ceil_mode,
-            padding_mode=padding_mode, output_size=output_size, return_indices=return_indices,
-        )
-        y = out[0] if isinstance(out, tuple) else out
-        y = -y if needs_grad(x) else y.neg_()  # without autograd a fresh tensor: negate in place
-        return (y, out[1]) if isinstance(out, tuple) else y
-    d = check_input(x)
+    check_input(x)
     check_padding_mode(padding_mode)
-    if output_size is not None:
-        y, idx = _MinFn.apply(x, d, None, resolve_output_size(x, output_size))
-        return (y, idx) if return_indices else y
-    if kernel_size is None:
+    if output_size is None and kernel_size is None:
         raise TypeError("kernel_size is required unless output_size is given")
-    win = resolve(x, kernel_size, stride, padding, dilation, ceil_mode)
-    if padding_mode == "zeros" and win.symmetric:
-        y, idx = _MinFn.apply(x, d, (win.kernel, win.stride, [a for a, _ in win.pad], win.dilation, ceil_mode), None)
-        return (y, idx) if return_indices else y
-    if return_indices:
-        raise ValueError("return_indices=True needs padding_mode='zeros' and integer (symmetric) padding")
-    xp = pad(x, win, padding_mode, value=torch.inf)
-    y, _ = _MinFn.apply(xp, d, (win.kernel, win.stride, (0,) * d, win.dilation, ceil_mode), None)
-    return crop(y, win.out)
-
-
-class _MinFn(torch.autograd.Function):
-    """Min pooling as ``-max_pool(-x)`` whose backward scatters ``g`` by the max pooling's indices
-    (one pass, where autograd through the formula negates the gradient twice)."""
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx, x: Tensor, d: int, geom: tuple | None, out: tuple[int, ...] | None
-    ) -> tuple[Tensor, Tensor]:
-        neg = -x
-        if out is not None:
-            y, idx = native("adaptive_max_pool", d)(neg, out, True)
-        else:
-            assert geom is not None
-            y, idx = native("max_pool", d)(neg, *geom, True)
-        ctx.d, ctx.geom = d, geom
-        # the backward reads only the shape and layout of the pooled tensor: keep -x (as the formula's
-        # autograd does) rather than x, which stays free to change in place
-        ctx.save_for_backward(neg, idx)
-        ctx.mark_non_differentiable(idx)
-        # 1-d pooling returns views (of a 2-d result): a view output could not be changed in place later
-        return (-y if y._is_view() else y.neg_()), idx
-
-    @staticmethod
-    def backward(ctx, g: Tensor, _: Tensor | None) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
-        x, idx = ctx.saved_tensors
-        d, geom = ctx.d, ctx.geom
-        if d == 1:  # torch pools 1-d inputs as 2-d maps of height 1
-            g, x, idx = g.unsqueeze(-2), x.unsqueeze(-2), idx.unsqueeze(-2)
-        n = max(d, 2)
-        if geom is None:
-            gx = getattr(torch.ops.aten, f"adaptive_max_pool{n}d_backward")(g, x, idx)
-        else:
-            kernel, stride, padding, dilation, ceil_mode = geom
-            if d == 1:
-                kernel, stride, padding, dilation = (1, *kernel), (1, *stride), (0, *padding), (1, *dilation)
-            backward = getattr(torch.ops.aten, f"max_pool{n}d_with_indices_backward")
-            gx = backward(g, x, list(kernel), list(stride), list(padding), list(dilation), ceil_mode, idx)
-        return (gx.squeeze(-2) if d == 1 else gx), None, None, None
-
-
-# ---------------------------------------------------------------- statistics without a fused reduction
-
-
-@dataclass(frozen=True)
-class _Windows:
-    """How the windows of a median or top-k pooling lie in their source tensor ``src``.
-
-    ``view(src)`` is the ``(N, C, *out, *kernel)`` windows of ``src``, a strided view (``src`` is the
-    padded input, or the gathered windows of uneven adaptive pooling with ``view`` the identity).
-    ``disjoint``: no cell of ``src`` lies in two windows; ``tiles``: every cell lies in exactly one.
-    """
-
-    view: Callable[[Tensor], Tensor]
-    disjoint: bool
-    tiles: bool
-
-
-def _identity(t: Tensor) -> Tensor:
-    return t
-
-
-def _source(
-    x: Tensor,
-    kernel_size: IntOrTuple | None,
-    stride: IntOrTuple | None,
-    padding: Padding,
-    dilation: IntOrTuple,
-    ceil_mode: bool,
-    padding_mode: str,
-    output_size: OutputSize,
-    fill: float,
-    geometry: bool = True,
-) -> tuple[Tensor, _Windows, Tensor | None, Tensor | None]:
-    """The windows' source ``src``, their layout, and where some window holds cells outside the
-    input (zero padding, ceil-mode overhang, the tail of a shorter adaptive window; they hold ``fill``,
-    other padding modes pad with copies): ``valid``, which window cells are input cells, and ``count``,
-    how many per window (both ``None`` when every cell is; never computed without ``geometry``).
-    """
-    args = (kernel_size, stride, padding, dilation, ceil_mode, padding_mode, output_size)
-    if output_size is not None:
-        out = resolve_output_size(x, output_size)
-        filled = any(int(n) % o for n, o in zip(x.shape[2:], out))
-        if filled:
-            src = adaptive_windows(x, out, fill)
-            view: Callable[[Tensor], Tensor] = _identity
-        else:
-            src, view = x, functools.partial(adaptive_windows, out=out, fill=fill)
-        disjoint = tiles = True
-    else:
-        if kernel_size is None:
-            raise TypeError("kernel_size is required unless output_size is given")
-        win = resolve(x, kernel_size, stride, padding, dilation, ceil_mode)
-        filled = (padding_mode == "zeros" and win.padded) or any(win.overhang)
-        src = pad(x, win, padding_mode, value=fill, extra=True)
-        view = functools.partial(windows, win=win)
-        disjoint = all(s >= e for s, e in zip(win.stride, win.extent))
-        tiles = all(s == k and dl == 1 and o * s == n
-                    for s, k, dl, o, n in zip(win.stride, win.kernel, win.dilation, win.out, src.shape[2:]))
-    valid = count = None
-    if filled and geometry:
-        ones = x.new_ones((1, 1, *x.shape[2:]), dtype=torch.float32)
-        ones_src, ones_win, _, _ = _source(ones, *args, 0.0, geometry=False)
-        w = ones_win.view(ones_src)
-        valid = w > 0
-        count = w.flatten(-(x.ndim - 2)).sum(-1)
-    return src, _Windows(view, disjoint, tiles), valid, count
-
-
-@functools.lru_cache(maxsize=64)
-def _median_network(n: int, keep: int) -> tuple[tuple[int, int], ...]:
-    """Compare-exchange pairs of Batcher's odd-even merge sort for ``n`` inputs, pruned to
-    those that decide sorted positions ``0 .. keep - 1``."""
-    pairs = []
-    p = 1
-    while p < n:
-        k = p
-        while k >= 1:
-            for j in range(k % p, n - k, 2 * k):
-                for i in range(min(k, n - j - k)):
-                    if (i + j) // (p * 2) == (i + j + k) // (p * 2):
-                        pairs.append((i + j, i + j + k))
-            k //= 2
-        p *= 2
-    needed, kept = set(range(keep)), []
-    for i, j in reversed(pairs):
-        if i in needed or j in needed:
-            needed |= {i, j}
-            kept.append((i, j))
-    return tuple(reversed(kept))
-
-
-def _offsets(kshape: tuple[int, ...]) -> list[tuple]:
-    """Index of each window cell, in window (row-major) order, for ``w[o]`` on windows ``w``."""
-    return [(Ellipsis, *j) for j in itertools.product(*(range(k) for k in kshape))]
-
-
-# a min/max sorting network on strided views beats copying and sorting each window (about 5x at 9 to
-# 64 cells on CPU); past 64 cells its comparator count grows faster than a sort's cost
-_NETWORK_MAX_CELLS = 64
-
-
-def _network(w: Tensor, d: int, keep: int, descending: bool) -> list[Tensor]:
-    """Sorted positions ``0 .. keep - 1`` of each window (ascending or descending), one tensor each."""
-    kshape = tuple(w.shape[-d:])
-    cells = [w[o] for o in _offsets(kshape)]
-    if len(cells) == 1:  # no comparator: never hand out a view of the input
-        return [cells[0].clone()]
-    lo, hi = (torch.maximum, torch.minimum) if descending else (torch.minimum, torch.maximum)
-    for i, j in _median_network(len(cells), keep):
-        cells[i], cells[j] = lo(cells[i], cells[j]), hi(cells[i], cells[j])
-    return cells[:keep]
-
-
-def _median_values(w: Tensor, d: int, count: Tensor | None) -> Tensor:
-    """Lower median of each window of ``w``; ``count``: real cells per window (they sort first)."""
-    size = math.prod(w.shape[-d:])
-    mid = (size - 1) // 2
-    if size <= _NETWORK_MAX_CELLS:  # NaN propagates through min/max by itself
-        cells = _network(w, d, mid + 1, descending=False)
-        if count is None:
-            return cells[mid]
-        low = torch.stack(cells, -1)
-        has_nan = None
-    else:
-        srt = w.flatten(-d).sort(-1).values
-        has_nan = srt[..., -1].isnan()  # sort puts NaN last, past the median
-        low = srt[..., : mid + 1]
-        if count is None:
-            return torch.where(has_nan, torch.nan, low[..., mid])
-    idx = ((count - 1) // 2).long().unsqueeze(-1).expand(*low.shape[:-1], 1)
-    y = low.gather(-1, idx).squeeze(-1)
-    return y if has_nan is None else torch.where(has_nan, torch.nan, y)
-
-
-def _topk_values(w: Tensor, d: int, kk: int, count: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Mean of the ``kk`` largest of each window's real cells, and the smallest value in that mean
-    (NaN where the window holds a NaN)."""
-    size = math.prod(w.shape[-d:])
-    if size <= _NETWORK_MAX_CELLS:  # NaN propagates through min/max to every decided position
-        top_l = _network(w, d, kk, descending=True)
-        if count is None:
-            y = top_l[0] if kk == 1 else torch.add(top_l[0], top_l[1])
-            for c in top_l[2:]:
-                y.add_(c)
-            return (y.div(kk) if kk > 1 else y), top_l[-1]
-        top = torch.stack(top_l, -1)
-    else:
-        top = w.flatten(-d).topk(kk, dim=-1).values
-        if count is None:
-            return top.mean(-1), torch.where(top[..., 0].isnan(), torch.nan, top[..., -1])  # topk: NaN first
-    # the first min(kk, count) of the sorted values are real cells
-    m = count.clamp(max=kk)
-    keep = torch.arange(kk, device=w.device) < m.unsqueeze(-1)
-    y = (torch.where(keep, top, 0.0).sum(-1) / m.to(w.dtype)).to(w.dtype)
-    last = top.gather(-1, (m.long() - 1).unsqueeze(-1).expand(*top.shape[:-1], 1)).squeeze(-1)
-    return y, torch.where(top[..., 0].isnan(), torch.nan, last)
-
-
-def _scatter(src: Tensor, s: _Windows, masks: list[Tensor], g: Tensor) -> Tensor:
-    """Gradient of ``src``: ``g`` to the window cells where ``masks`` (one per cell offset) hold.
-
-    Writes through the same strided window views as the forward: one offset's view maps the windows
-    to distinct cells, so an in-place add per offset is right even for overlapping windows.
-    """
-    differentiable = torch.is_grad_enabled()  # double backward: autograd records the in-place adds
-    out = torch.empty_like(src) if s.tiles and not differentiable else torch.zeros_like(src)
-    gw = s.view(out)
-    offsets = _offsets(tuple(gw.shape[g.ndim:]))
-    zero = g.new_zeros(())
-    for o, m in zip(offsets, masks):
-        if differentiable or not s.disjoint:
-            gw[o].add_(torch.where(m, g, zero))
-        else:
-            torch.where(m, g, zero, out=gw[o])
-    return out
-
-
-def _counter(n: int, like: Tensor) -> Tensor:
-    return torch.zeros_like(like, dtype=torch.uint8 if n < 256 else torch.int32)
-
-
-class _MedianFn(torch.autograd.Function):
-    """Median from strided window views; the backward sends each window's gradient to its median cell.
-
-    That cell is the one ``sort`` (stable) and ``torch.median`` pick: among cells equal to the median,
-    the ``r``-th in window order, ``r = mid - (cells below the median)``. NaN windows pass no gradient.
-    """
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx, src: Tensor, valid: Tensor | None, count: Tensor | None, s: _Windows, d: int
-    ) -> Tensor:
-        y = _median_values(s.view(src), d, count)
-        if y._is_view():  # an output that is a view of an internal tensor cannot be changed in place
-            y = y.clone()
-        ctx.s = s
-        # the backward keeps its own copy of the output, free to be changed in place (an in-place ReLU)
-        ctx.save_for_backward(src, y.clone(), valid, count)
+    y = _fast.dispatch("min_pool", x, kernel_size, stride, padding, dilation, ceil_mode, padding_mode, output_size,
+                       return_indices)
+    if y is not None:
         return y
-
-    @staticmethod
-    def backward(ctx, g: Tensor) -> tuple[Tensor | None, None, None, None, None]:  # type: ignore[override]
-        src, y, valid, count = ctx.saved_tensors
-        s: _Windows = ctx.s
-        w = s.view(src)
-        offsets = _offsets(tuple(w.shape[y.ndim:]))
-        # a +inf fill cell may equal a +inf median: only then do fill cells need masking out
-        if valid is not None and not bool(y.isposinf().any()):
-            valid = None
-        with torch.no_grad():
-            eqs, ties = [], _counter(len(offsets), y)
-            for o in offsets:
-                e = w[o] == y
-                if valid is not None:
-                    e &= valid[o]
-                eqs.append(e)
-                ties.add_(e)
-            if bool((ties > 1).any()):  # equal cells: the stable sort's rank decides
-                below = _counter(len(offsets), y).to(torch.int32)
-                for o in offsets:
-                    below.add_(w[o] < y)
-                mid = (len(offsets) - 1) // 2 if count is None else ((count - 1) // 2).to(torch.int32)
-                rank = mid - below
-                for i, e in enumerate(eqs):
-                    eqs[i] = e & (rank == 0)
-                    rank.sub_(e.to(rank.dtype))
-        return _scatter(src, s, eqs, g), None, None, None, None
+    out = max_pool(-x, kernel_size, stride, padding, dilation, ceil_mode, padding_mode=padding_mode,
+                   output_size=output_size, return_indices=return_indices)
+    return (-out[0], out[1]) if isinstance(out, tuple) else -out
 
 
-class _TopKFn(torch.autograd.Function):
-    """Top-k mean from strided window views; the backward sends ``g / m`` to the window's ``m`` largest
-    real cells (``m = min(k, real cells)``), ties at the ``m``-th value broken in window order (a stable
-    descending sort's pick). NaN windows pass no gradient."""
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx, src: Tensor, valid: Tensor | None, count: Tensor | None, s: _Windows, d: int, kk: int
-    ) -> Tensor:
-        y, last = _topk_values(s.view(src), d, kk, count)
-        if y._is_view():  # an output that is a view of an internal tensor cannot be changed in place
-            y = y.clone()
-        ctx.s, ctx.kk = s, kk
-        ctx.save_for_backward(src, last.clone() if last is y else last, valid, count)  # y may change in place
-        return y
-
-    @staticmethod
-    def backward(ctx, g: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:  # type: ignore[override]
-        src, last, valid, count = ctx.saved_tensors
-        s: _Windows = ctx.s
-        w = s.view(src)
-        offsets = _offsets(tuple(w.shape[last.ndim:]))
-        m: int | Tensor = ctx.kk if count is None else count.clamp(max=ctx.kk).to(torch.int32)
-        if valid is not None and not bool(last.isneginf().any()):
-            valid = None
-        with torch.no_grad():
-            takes, n = [], _counter(len(offsets), last)
-            for o in offsets:
-                t = w[o] >= last
-                if valid is not None:
-                    t &= valid[o]
-                takes.append(t)
-                n.add_(t)
-            wrong = n != m
-            if bool(wrong.any()) and bool((wrong & ~last.isnan()).any()):  # ties at the m-th value
-                above = _counter(len(offsets), last).to(torch.int32)
-                for o in offsets:
-                    above.add_(w[o] > last)
-                quota = m - above  # equal cells still to take, in window order
-                for i, (o, t) in enumerate(zip(offsets, takes)):
-                    gt = w[o] > last
-                    tie = t & ~gt & (quota > 0)
-                    takes[i] = gt | tie
-                    quota.sub_(tie.to(quota.dtype))
-        scale = g / (m if isinstance(m, int) else m.to(g.dtype))
-        return _scatter(src, s, takes, scale), None, None, None, None, None
+def _sorted(w: Tensor, valid: Tensor | None, descending: bool) -> Tensor:
+    """Each window's cells (last dim) sorted, stably; cells outside the input after the input's own cells."""
+    srt, order = w.sort(dim=-1, descending=descending, stable=True)
+    if valid is None:
+        return srt
+    # a fill cell (+-inf) may equal an input cell: a second stable sort by "outside" puts the input's first
+    outside = (~valid).expand_as(w).gather(-1, order).to(torch.uint8)
+    return srt.gather(-1, outside.sort(dim=-1, stable=True).indices)
 
 
 def median_pool(
@@ -493,11 +180,10 @@ def median_pool(
     cells of shorter adaptive windows. A NaN input makes its windows NaN, and
     those windows pass no gradient.
 
-    Windows of up to 64 cells (3×3, 5×5, 3×3×3, ...) run a min/max sorting
-    network on strided views of the input, with no copy of the windows; larger
-    ones are copied and sorted. The backward finds each window's median cell by
-    comparing the same strided views with the output (the input is the only
-    full-size tensor kept for it).
+    Formula: a stable sort of each window's cells (cells outside the input
+    last), the cell at ``(n - 1) // 2``. A fast kernel serves windows of up to
+    64 cells (3×3, 5×5, 3×3×3, ...) with a min/max sorting network on strided
+    views of the input, and a backward that compares the same views with the output.
 
     Args:
         x: input ``(N, C, *spatial)``, 1 to 3 spatial dims.
@@ -522,11 +208,18 @@ def median_pool(
     d = check_input(x)
     check_padding_mode(padding_mode)
     # cells outside the input sort last (+inf), so a window with n real cells has its median at (n - 1) // 2
-    src, s, valid, count = _source(x, kernel_size, stride, padding, dilation, ceil_mode, padding_mode, output_size,
-                                   torch.inf)
-    if custom_backward(src):
-        return _MedianFn.apply(src, valid, count, s, d)
-    return _median_values(s.view(src), d, count)
+    src, views, valid, count = window_source(x, kernel_size, stride, padding, dilation, ceil_mode, padding_mode,
+                                             output_size, torch.inf)
+    y = _fast.dispatch("median", src, views, valid, count, d)
+    if y is None:
+        w = views.view(src).flatten(-d)
+        srt = _sorted(w, None if valid is None else valid.flatten(-d), descending=False)
+        if count is None:
+            y = srt[..., (w.shape[-1] - 1) // 2]
+        else:
+            y = srt.gather(-1, ((count - 1) // 2).long().unsqueeze(-1).expand(*srt.shape[:-1], 1)).squeeze(-1)
+        y = torch.where(w.isnan().any(-1), torch.nan, y)  # NaN windows: NaN, and no gradient
+    return as_layout(y, x)  # the input's layout, as torch's poolings keep it
 
 
 def _check_k(k: object) -> int:
@@ -559,10 +252,9 @@ def topk_pool(
     smallest averaged value, the first ones in window order count (a stable
     sort's pick). A NaN input makes its windows NaN, and those windows pass no gradient.
 
-    Windows of up to 64 cells pick their ``k`` largest with a min/max sorting
-    network on strided views (no copy of the windows); larger ones are copied
-    and ``torch.topk`` runs on them. The backward compares the same strided
-    views with the smallest averaged value of each window.
+    Formula: a stable descending sort of each window's cells (cells outside the
+    input last), the mean of the first ``min(k, n)``. A fast kernel serves windows
+    of up to 64 cells with a min/max sorting network on strided views.
 
     Args:
         x: input ``(N, C, *spatial)``, 1 to 3 spatial dims.
@@ -585,12 +277,21 @@ def topk_pool(
     d = check_input(x)
     check_padding_mode(padding_mode)
     k = _check_k(k)
-    src, s, valid, count = _source(x, kernel_size, stride, padding, dilation, ceil_mode, padding_mode, output_size,
-                                   -torch.inf)
-    kk = min(k, math.prod(s.view(src).shape[-d:]))
-    if custom_backward(src):
-        return _TopKFn.apply(src, valid, count, s, d, kk)
-    return _topk_values(s.view(src), d, kk, count)[0]
+    src, views, valid, count = window_source(x, kernel_size, stride, padding, dilation, ceil_mode, padding_mode,
+                                             output_size, -torch.inf)
+    kk = min(k, math.prod(views.view(src).shape[-d:]))
+    y = _fast.dispatch("topk", src, views, valid, count, d, kk)
+    if y is None:
+        w = views.view(src).flatten(-d)
+        top = _sorted(w, None if valid is None else valid.flatten(-d), descending=True)[..., :kk]
+        if count is None:
+            y = top.mean(-1)
+        else:  # the first min(kk, count) sorted cells are input cells
+            m = count.clamp(max=kk)
+            keep = torch.arange(kk, device=w.device) < m.unsqueeze(-1)
+            y = (torch.where(keep, top, 0.0).sum(-1) / m.to(w.dtype)).to(w.dtype)
+        y = torch.where(w.isnan().any(-1), torch.nan, y)  # NaN windows: NaN, and no gradient
+    return as_layout(y, x)  # the input's layout, as torch's poolings keep it
 
 
 def range_pool(
@@ -615,11 +316,6 @@ def range_pool(
     """
     check_input(x)
     kw = dict(padding_mode=padding_mode, output_size=output_size)
-    if output_size is None:
-        x = fast_layout(x, "max_pool")  # one layout change serves both poolings (-x keeps it)
     hi = max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, **kw)  # type: ignore[arg-type]
     neg_lo = max_pool(-x, kernel_size, stride, padding, dilation, ceil_mode, **kw)  # type: ignore[arg-type]
-    # hi - (-neg_lo) == hi + neg_lo exactly; skips negating the minimum
-    if needs_grad(x):
-        return hi + neg_lo  # type: ignore[operator, return-value]
-    return hi.add_(neg_lo)  # type: ignore[union-attr, arg-type]
+    return hi + neg_lo  # type: ignore[operator, return-value]  # hi - (-neg_lo), exactly

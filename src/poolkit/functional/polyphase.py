@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._fast.layout import as_layout
 from ._window import IntOrTuple, check_input, ntuple
 from .antialias import blur, check_mode
 
@@ -145,6 +146,7 @@ def aps_pool(
     *,
     blur_padding_mode: str = "circular",
     return_phase: bool = False,
+    blur_weight: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Adaptive polyphase sampling: keep the cyclic candidate of largest norm.
 
@@ -161,6 +163,7 @@ def aps_pool(
         filt: binomial blur of this size (stride 1) before sampling; 1 = none.
         blur_padding_mode: border handling of the blur; ``"circular"`` keeps exact invariance.
         return_phase: also return the chosen start offsets ``(N, d)`` (for :func:`aps_unpool`).
+        blur_weight: ``binomial_filter(filt, d)`` already built (a module's buffer); built when None.
 
     Shape:
         ``L_out = ceil(L / stride)`` per spatial dim.
@@ -178,7 +181,7 @@ def aps_pool(
         raise ValueError(f"norm must be one of {APS_NORMS}, got {norm!r}")
     check_mode(blur_padding_mode, "blur_padding_mode")
     if filt != 1:
-        x = blur(x, filt, 1, blur_padding_mode)
+        x = blur(x, filt, 1, blur_padding_mode, weight=blur_weight)
     w = _work(x).detach()
     base = norm.removesuffix("_min")
     if base == "l2":
@@ -277,7 +280,7 @@ def lps_pool(
         proj_bias: its bias ``(1,)`` or None.
         kernel_size: the subsampling factor, used when ``stride`` is None.
         stride: the subsampling factor; default ``kernel_size``.
-        tau: Gumbel-softmax temperature (training only), > 0.
+        tau: Gumbel-softmax temperature (training only), > 0; a tensor is used as it is (not checked).
         training: soft Gumbel-softmax mixture (True) or hard argmax (False).
         return_phase: also return the start offsets ``(N, d)`` of the most likely candidate.
 
@@ -297,9 +300,11 @@ def lps_pool(
                          f"channels, got {tuple(weight.shape)}")
     if proj_weight.shape[:2] != (1, weight.shape[0]):
         raise ValueError(f"proj_weight must have shape (1, {weight.shape[0]}, 1, ...), got {tuple(proj_weight.shape)}")
-    t = float(tau)
-    if not t > 0:
-        raise ValueError(f"tau (the Gumbel-softmax temperature) must be > 0, got {t}")
+    t: float | Tensor = tau
+    if not isinstance(tau, Tensor):  # a tensor (a module's buffer) is not read back: no host sync
+        t = float(tau)
+        if not t > 0:
+            raise ValueError(f"tau (the Gumbel-softmax temperature) must be > 0, got {t}")
     w = _work(x)
     k = weight.shape[2:]
     pads: list[int] = []
@@ -308,7 +313,7 @@ def lps_pool(
     conv = getattr(F, f"conv{d}d")
     h = F.relu(conv(F.pad(w, pads, mode="circular"), weight.to(w.dtype), None if bias is None else bias.to(w.dtype)))
     z = conv(h, proj_weight.to(w.dtype), None if proj_bias is None else proj_bias.to(w.dtype)).squeeze(1)
-    m = math.prod(-(-n // si) for n, si in zip(x.shape[2:], s))
+    m = math.prod([-(-n // si) for n, si in zip(x.shape[2:], s)])
     logits = polyphase_scores(z, s, "sum") / m
     size = tuple(int(n) for n in x.shape[2:])
     if not training:
@@ -325,7 +330,7 @@ def lps_pool(
     # circular correlation c[t] = sum_i weights[i] x[i + t], read at t = s j
     corr = torch.fft.irfftn(xf * wf.conj(), s=size, dim=dims)
     index = (slice(None), slice(None), *(slice(None, None, si) for si in s))
-    y = corr[index].to(x.dtype)
+    y = as_layout(corr[index].to(x.dtype), x)  # a fresh tensor in the input's layout, not a strided view
     if return_phase:
         return y, _unravel(weights.argmax(1), size)
     return y

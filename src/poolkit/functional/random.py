@@ -7,17 +7,19 @@ fractional max pooling a fixed pseudo-random grid (every sample ``u = 0.5``).
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from ._fast import dispatch
+from ._fast import random as _kernels  # noqa: F401 (registers the draw's fast kernel)
+from ._fast.layout import as_layout
 from ._window import (
     IntOrTuple,
     OutputSize,
     Padding,
+    Window,
     adaptive_windows,
     check_input,
     check_padding_mode,
@@ -28,15 +30,27 @@ from ._window import (
     resolve_output_size,
     windows,
 )
-from .power import _lehmer_relu
+from .power import window_mean
 
 __all__ = ["fractional_max_pool", "stochastic_pool"]
 
 Ratio = float | Sequence[float]
 
-# without autograd, windows up to this many cells draw with a running sum over strided views (about 2x faster
-# for 2x2); otherwise the windows are copied, summed and searched, whose backward is one scatter
-_SCAN_MAX_CELLS = 64
+
+def _expectation(x: Tensor, geom: Window | tuple[int, ...], padding_mode: str) -> Tensor:
+    """``avg(a^2) / avg(a)`` over each window with ``a = relu(x)``, 0 where a window has no positive cell.
+
+    Padding follows :func:`~poolkit.functional.window_mean` (zeros count as cells of value 0, which change
+    neither sum, so the ratio is exact).
+    """
+    y = dispatch("stochastic_mean", x, geom, padding_mode)
+    if y is not None:
+        return y
+    a = torch.relu(x)  # zero gradient at 0 too, so an all-zero window has zero gradient
+    mode = (padding_mode,) if isinstance(geom, Window) else ()
+    num, den = window_mean(a * a, geom, *mode), window_mean(a, geom, *mode)
+    pos = den > 0
+    return as_layout(torch.where(pos, num / torch.where(pos, den, 1.0), 0.0), x)
 
 
 def stochastic_pool(
@@ -98,39 +112,27 @@ def stochastic_pool(
         else resolve(x, kernel_size, stride, padding, 1, ceil_mode)  # type: ignore[arg-type]
     )
     if not training:
-        return _lehmer_relu(x, geom, padding_mode)  # sum a^2 / sum a: the divisor cancels, so the ratio is exact
+        return _expectation(x, geom, padding_mode)
     a = torch.relu(x)  # zero gradient at 0 too, so an all-zero window has zero gradient
     if isinstance(geom, tuple):
         w = adaptive_windows(a, geom, 0.0)
     else:
         w = windows(pad(a, geom, padding_mode, 0.0, extra=True), geom)
-    kshape = tuple(w.shape[-d:])
     # sampling needs the probabilities, not their gradient; half-precision running sums are too coarse
     acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     u = torch.rand(w.shape[:-d], generator=generator, device=x.device, dtype=acc)
-    if math.prod(kshape) <= _SCAN_MAX_CELLS and not (torch.is_grad_enabled() and x.requires_grad):
-        # inverse CDF as a running sum over strided views of the cells: no copy of the windows
-        offsets: list[tuple] = [(Ellipsis, *j) for j in itertools.product(*(range(k) for k in kshape))]
-        cells = [w[o] for o in offsets]
-        cums = list(itertools.accumulate(c.detach().to(acc) for c in cells))
-        total = cums[-1]
-        t = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
-        y = torch.zeros_like(cells[0])
-        below = torch.zeros_like(t, dtype=torch.bool)
-        for c, cum in zip(cells, cums):
-            above = cum > t  # the draw is the first cell whose running sum passes t
-            y = torch.where(above & ~below, c, y)
-            below = above
-    else:
-        flat = w.flatten(-d)
-        cum = flat.detach().to(acc).cumsum(-1)
-        total = cum[..., -1]
-        t = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
-        idx = torch.searchsorted(cum, t.unsqueeze(-1), right=True).clamp(max=flat.shape[-1] - 1)
-        y = flat.gather(-1, idx).squeeze(-1)
+    y = dispatch("stochastic_draw", w, u, d, acc)
+    if y is not None:
+        return as_layout(y, x)
+    # inverse CDF: the draw is the first cell whose running sum passes t = u * total
+    flat = w.flatten(-d)
+    cum = flat.detach().to(acc).cumsum(-1)
+    total = cum[..., -1]
     # t stays strictly below the total, so rounding never walks past the last positive cell;
     # an all-zero window has t = 0, no running sum passes it, and the output is 0
-    return torch.where(total.isnan(), torch.nan, y)
+    t = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+    idx = torch.searchsorted(cum, t.unsqueeze(-1), right=True).clamp(max=flat.shape[-1] - 1)
+    return as_layout(torch.where(total.isnan(), torch.nan, flat.gather(-1, idx).squeeze(-1)), x)
 
 
 def check_ratio(output_ratio: object, d: int) -> tuple[float, ...]:
@@ -241,8 +243,12 @@ def fractional_max_pool(
                 f"random_samples must have shape (N, C, {d}) = {(n, c, d)}, got {tuple(random_samples.shape)}"
             )
         samples = random_samples.to(device=x.device, dtype=x.dtype)
-        if bool(((samples < 0) | (samples >= 1) | samples.isnan()).any()):
-            raise ValueError("random_samples must lie in [0, 1)")
+        bad = ((samples < 0) | (samples >= 1) | samples.isnan()).any()
+        if samples.device.type == "cpu":  # reading a CPU tensor costs no device sync
+            if bool(bad):
+                raise ValueError("random_samples must lie in [0, 1)")
+        else:  # checked on the device, without a sync: a failure surfaces at the next sync
+            torch._assert_async(~bad, "random_samples must lie in [0, 1)")
     elif training:
         samples = torch.rand((n, c, d), generator=generator, device=x.device, dtype=x.dtype)
     else:

@@ -1,4 +1,16 @@
-"""Pooling modules mirroring :mod:`poolkit.functional`, torch-style names (``MaxPool2d``)."""
+"""Pooling modules mirroring :mod:`poolkit.functional`, torch-style names (``MaxPool2d``).
+
+The classes with a torch namesake (``MaxPool``, ``AvgPool``, ``LPPool``, ``FractionalMaxPool``,
+``AdaptiveMaxPool``, ``AdaptiveAvgPool``, 1-D to 3-D) are drop-ins: torch's arguments in torch's
+order, torch's values, gradients and output strides; poolkit's extras are keyword-only.
+
+>>> import torch, poolkit.nn as pnn
+>>> x = torch.randn(2, 3, 9, 9)
+>>> torch.allclose(pnn.LPPool2d(2, 3)(x), torch.nn.LPPool2d(2, 3)(x))
+True
+>>> pnn.AdaptiveAvgPool2d((2, None))(x).shape
+torch.Size([2, 3, 2, 9])
+"""
 
 from . import antialias, order, polyphase, power, random, spectral, stats
 from .antialias import *  # noqa: F403

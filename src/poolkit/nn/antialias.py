@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from torch import Tensor
+
 from .. import functional as PF
 from ..functional._window import IntOrTuple, Padding, check_padding_mode
 from ..functional.antialias import check_mode
@@ -30,11 +32,18 @@ def _check_filt(filt: object) -> int:
     return filt
 
 
+def _register_filter(module: _PoolNd, filt: int) -> None:
+    """The fixed binomial filter as a non-persistent buffer ``blur_filter``: ``.to(device)``, ``.half()`` and
+    ``torch.compile`` see it, no call rebuilds it, and state dicts stay free of it."""
+    module.register_buffer("blur_filter", PF.binomial_filter(filt, module._dim), persistent=False)
+
+
 class _BlurPoolNd(_PoolNd):
     """Blur, then subsample; see :func:`poolkit.functional.blur_pool`.
 
     ``kernel_size`` is the subsampling factor (``stride`` overrides it); the
-    window is the binomial filter of size ``filt``.
+    window is the binomial filter of size ``filt``, held as the non-persistent
+    buffer ``blur_filter``.
 
     Example:
         >>> import torch
@@ -43,6 +52,7 @@ class _BlurPoolNd(_PoolNd):
     """
 
     fn = staticmethod(PF.blur_pool)
+    blur_filter: Tensor
     #: kernel_size is the subsampling factor; other window geometry is not taken
     subsampling: ClassVar[bool] = True
     conformance_skip: ClassVar[dict[str, str]] = dict(_FACTOR_SKIP)
@@ -57,9 +67,11 @@ class _BlurPoolNd(_PoolNd):
         super().__init__(kernel_size, stride)
         self.filt = _check_filt(filt)
         self.padding_mode = check_padding_mode(padding_mode)
+        _register_filter(self, self.filt)
 
     def fn_kwargs(self) -> dict[str, Any]:
-        return dict(kernel_size=self.kernel_size, stride=self.stride, filt=self.filt, padding_mode=self.padding_mode)
+        return dict(kernel_size=self.kernel_size, stride=self.stride, filt=self.filt, padding_mode=self.padding_mode,
+                    weight=self.blur_filter)
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, filt={self.filt}, "
@@ -70,7 +82,8 @@ class _MaxBlurPoolNd(_PoolNd):
     """Dense max (stride 1), then blurpool; see :func:`poolkit.functional.max_blur_pool`.
 
     The blur has its own border handling, ``blur_padding_mode``; the max pads
-    with ``-inf`` as torch's max pooling does.
+    with ``-inf`` as torch's max pooling does. The binomial filter is the
+    non-persistent buffer ``blur_filter``.
 
     Example:
         >>> import torch
@@ -80,6 +93,7 @@ class _MaxBlurPoolNd(_PoolNd):
 
     fn = staticmethod(PF.max_blur_pool)
     _has_dilation = True
+    blur_filter: Tensor
 
     def __init__(
         self,
@@ -93,11 +107,12 @@ class _MaxBlurPoolNd(_PoolNd):
         super().__init__(kernel_size, stride, padding, dilation)
         self.filt = _check_filt(filt)
         self.blur_padding_mode = check_mode(blur_padding_mode, "blur_padding_mode")
+        _register_filter(self, self.filt)
 
     def fn_kwargs(self) -> dict[str, Any]:
         return dict(
             kernel_size=self.kernel_size, stride=self.stride, padding=self.padding, dilation=self.dilation,
-            filt=self.filt, blur_padding_mode=self.blur_padding_mode,
+            filt=self.filt, blur_padding_mode=self.blur_padding_mode, weight=self.blur_filter,
         )
 
     def extra_repr(self) -> str:

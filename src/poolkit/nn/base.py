@@ -27,6 +27,8 @@ class _PoolNd(nn.Module):
     fn: ClassVar[Callable[..., Any]]
     #: conformance checks a pool opts out of, with the reason (see tests/test_conformance.py)
     conformance_skip: ClassVar[dict[str, str]] = {}
+    #: torch namesakes accept unbatched ``(C, *spatial)`` input, as torch's modules do
+    _unbatched: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -68,6 +70,9 @@ class _PoolNd(nn.Module):
         return self.window_kwargs()
 
     def forward(self, x: Tensor) -> Any:
+        if self._unbatched and isinstance(x, Tensor) and x.ndim == self._dim + 1:  # torch's unbatched form
+            y = self.forward(x.unsqueeze(0))
+            return tuple(t.squeeze(0) for t in y) if isinstance(y, tuple) else y.squeeze(0)
         self.check_input(x)
         return type(self).fn(x, **self.fn_kwargs())
 

@@ -10,6 +10,7 @@ from ..functional.order import _check_k
 from .base import _PoolNd
 
 __all__ = [
+    "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
     "MaxPool1d", "MaxPool2d", "MaxPool3d",
     "MedianPool1d", "MedianPool2d", "MedianPool3d",
     "MinPool1d", "MinPool2d", "MinPool3d",
@@ -19,7 +20,11 @@ __all__ = [
 
 
 class _MaxPoolNd(_PoolNd):
-    """Max pooling; see :func:`poolkit.functional.max_pool` for the arguments.
+    """Max pooling, a drop-in for ``torch.nn.MaxPool1d/2d/3d``; see :func:`poolkit.functional.max_pool`.
+
+    torch's arguments in torch's order (``kernel_size, stride=None, padding=0, dilation=1,
+    return_indices=False, ceil_mode=False``); poolkit's extras (``padding_mode``, ``output_size``)
+    are keyword-only. As in torch, ``stride`` defaults to ``kernel_size``.
 
     Example:
         >>> import torch
@@ -29,6 +34,7 @@ class _MaxPoolNd(_PoolNd):
 
     _has_dilation = True
     _repr_keys = ("return_indices",)
+    _unbatched = True
     fn = staticmethod(PF.max_pool)
 
     def __init__(
@@ -39,9 +45,12 @@ class _MaxPoolNd(_PoolNd):
         dilation: IntOrTuple = 1,
         return_indices: bool = False,
         ceil_mode: bool = False,
+        *,
         padding_mode: str = "zeros",
         output_size: OutputSize = None,
     ) -> None:
+        if stride is None and output_size is None:
+            stride = kernel_size  # torch's modules store the default stride
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode, padding_mode, output_size)
         self.return_indices = return_indices
 
@@ -49,8 +58,49 @@ class _MaxPoolNd(_PoolNd):
         return {**self.window_kwargs(), "return_indices": self.return_indices}
 
 
+class _AdaptiveMaxPoolNd(_PoolNd):
+    """Adaptive max pooling, a drop-in for ``torch.nn.AdaptiveMaxPool1d/2d/3d``: ``output_size`` cells, cell
+    ``i`` the max over ``[floor(i L / out), ceil((i + 1) L / out))`` (uneven windows where ``out`` does not
+    divide ``L``); ``None`` in ``output_size`` keeps that input size. See :func:`poolkit.functional.max_pool`.
+
+    Args:
+        output_size: int or one size (or ``None``) per spatial dim.
+        return_indices: also return the flat indices of the maxima (torch's).
+
+    Example:
+        >>> import torch
+        >>> AdaptiveMaxPool1d(2)(torch.tensor([[[1.0, 5.0, 2.0, 4.0, 3.0]]]))
+        tensor([[[5., 4.]]])
+    """
+
+    _repr_keys = ("return_indices",)
+    _unbatched = True
+    fn = staticmethod(PF.max_pool)
+
+    def __init__(self, output_size: OutputSize, return_indices: bool = False) -> None:
+        if output_size is None:
+            raise ValueError("output_size must be an int or a tuple of ints (None entries keep that size), got None")
+        super().__init__(None, None, 0, 1, False, "zeros", output_size)
+        self.return_indices = return_indices
+
+    def fn_kwargs(self) -> dict[str, Any]:
+        return {"output_size": self.output_size, "return_indices": self.return_indices}
+
+
+class AdaptiveMaxPool1d(_AdaptiveMaxPoolNd):
+    _dim = 1
+
+
+class AdaptiveMaxPool2d(_AdaptiveMaxPoolNd):
+    _dim = 2
+
+
+class AdaptiveMaxPool3d(_AdaptiveMaxPoolNd):
+    _dim = 3
+
+
 class _MinPoolNd(_MaxPoolNd):
-    """Min pooling; see :func:`poolkit.functional.min_pool`."""
+    """Min pooling, with :class:`MaxPool2d`'s arguments; see :func:`poolkit.functional.min_pool`."""
 
     fn = staticmethod(PF.min_pool)
 

@@ -67,10 +67,14 @@ class _ApsPoolNd(_PoolNd):
         self.filt = filt
         self.blur_padding_mode = check_mode(blur_padding_mode, "blur_padding_mode")
         self.return_phase = return_phase
+        # the blur's fixed filter (filt > 1) as a non-persistent buffer: moved by .to(), never rebuilt per call
+        self.register_buffer("blur_filter", PF.binomial_filter(filt, self._dim) if filt > 1 else None,
+                             persistent=False)
 
     def fn_kwargs(self) -> dict[str, Any]:
         return dict(kernel_size=self.kernel_size, stride=self.stride, norm=self.norm, filt=self.filt,
-                    blur_padding_mode=self.blur_padding_mode, return_phase=self.return_phase)
+                    blur_padding_mode=self.blur_padding_mode, return_phase=self.return_phase,
+                    blur_weight=self.blur_filter)
 
     def extra_repr(self) -> str:
         text = f"kernel_size={self.kernel_size}, stride={self.stride}, norm={self.norm!r}"

@@ -15,6 +15,7 @@ from ..functional._window import IntOrTuple, OutputSize, Padding, ntuple
 from .base import _PoolNd
 
 __all__ = [
+    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
     "AvgPool1d", "AvgPool2d", "AvgPool3d",
     "GatedPool1d", "GatedPool2d", "GatedPool3d",
     "GeMPool1d", "GeMPool2d", "GeMPool3d",
@@ -26,7 +27,12 @@ __all__ = [
 
 
 class _AvgPoolNd(_PoolNd):
-    """Average pooling; see :func:`poolkit.functional.avg_pool` for the arguments.
+    """Average pooling, a drop-in for ``torch.nn.AvgPool1d/2d/3d``; see :func:`poolkit.functional.avg_pool`.
+
+    torch's arguments in torch's order (``kernel_size, stride=None, padding=0, ceil_mode=False,
+    count_include_pad=True, divisor_override=None``; torch's ``AvgPool1d`` has no ``divisor_override``,
+    so there it is keyword-only); poolkit's extras (``padding_mode``, ``output_size``) are keyword-only.
+    As in torch, ``stride`` defaults to ``kernel_size``.
 
     Example:
         >>> AvgPool1d(2)(torch.arange(4.0).view(1, 1, 4))
@@ -34,6 +40,7 @@ class _AvgPoolNd(_PoolNd):
     """
 
     _repr_keys = ("count_include_pad", "divisor_override")
+    _unbatched = True
     fn = staticmethod(PF.avg_pool)
 
     def __init__(
@@ -44,9 +51,12 @@ class _AvgPoolNd(_PoolNd):
         ceil_mode: bool = False,
         count_include_pad: bool = True,
         divisor_override: int | None = None,
+        *,
         padding_mode: str = "zeros",
         output_size: OutputSize = None,
     ) -> None:
+        if stride is None and output_size is None:
+            stride = kernel_size  # torch's modules store the default stride
         super().__init__(kernel_size, stride, padding, 1, ceil_mode, padding_mode, output_size)
         self.count_include_pad = count_include_pad
         self.divisor_override = divisor_override
@@ -62,6 +72,55 @@ class _AvgPoolNd(_PoolNd):
 class AvgPool1d(_AvgPoolNd):
     _dim = 1
 
+    def __init__(
+        self,
+        kernel_size: IntOrTuple | None = None,
+        stride: IntOrTuple | None = None,
+        padding: Padding = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        *,
+        divisor_override: int | None = None,
+        padding_mode: str = "zeros",
+        output_size: OutputSize = None,
+    ) -> None:
+        super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+                         padding_mode=padding_mode, output_size=output_size)
+
+
+class _AdaptiveAvgPoolNd(_PoolNd):
+    """Adaptive average pooling, a drop-in for ``torch.nn.AdaptiveAvgPool1d/2d/3d``: ``output_size`` cells,
+    cell ``i`` the mean over ``[floor(i L / out), ceil((i + 1) L / out))``; ``None`` in ``output_size``
+    keeps that input size. See :func:`poolkit.functional.avg_pool`.
+
+    Example:
+        >>> AdaptiveAvgPool1d(2)(torch.tensor([[[1.0, 2.0, 3.0, 4.0, 5.0]]]))
+        tensor([[[2., 4.]]])
+    """
+
+    _unbatched = True
+    fn = staticmethod(PF.avg_pool)
+
+    def __init__(self, output_size: OutputSize) -> None:
+        if output_size is None:
+            raise ValueError("output_size must be an int or a tuple of ints (None entries keep that size), got None")
+        super().__init__(None, None, 0, 1, False, "zeros", output_size)
+
+    def fn_kwargs(self) -> dict[str, Any]:
+        return {"output_size": self.output_size}
+
+
+class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
+    _dim = 1
+
+
+class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
+    _dim = 2
+
+
+class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
+    _dim = 3
+
 
 class AvgPool2d(_AvgPoolNd):
     _dim = 2
@@ -74,6 +133,8 @@ class AvgPool3d(_AvgPoolNd):
 POOLS: dict[str, tuple[type, type, type]] = {
     "avg": (AvgPool1d, AvgPool2d, AvgPool3d),
 }
+#: spec keys another name stands for, per pool: ``"lp:p=4"`` is ``norm_type=4``
+SPEC_ALIASES: dict[str, dict[str, str]] = {"lp": {"p": "norm_type"}}
 
 
 def _check_channels(channels: object, name: str, needed: bool) -> int | None:
@@ -98,33 +159,61 @@ class _ChannelsMixin:
 
 
 class _LPPoolNd(_PoolNd):
-    """Power-sum pooling ``(sum |x|^p)^(1/p)``; see :func:`poolkit.functional.lp_pool`.
+    """Power-sum pooling ``(sum |x|^p)^(1/p)``, a drop-in for ``torch.nn.LPPool1d/2d/3d``; see
+    :func:`poolkit.functional.lp_pool`.
+
+    torch's arguments in torch's order: ``norm_type`` (the power ``p``, ``>= 1``, ``math.inf`` allowed),
+    ``kernel_size``, ``stride=None``, ``ceil_mode=False``; poolkit's extras (``absolute``, ``padding``,
+    ``padding_mode``, ``output_size``) are keyword-only. By default torch's values on signed input too
+    (the signed sum ``S = sum x^p`` then ``S^(1/p)``: NaN where torch's is, e.g. a negative ``S`` with a
+    fractional ``1/p``); ``absolute=True`` pools ``|x|^p``, the norm, finite on any input. In a spec
+    string the power is ``p`` (``"lp:p=4"``) or ``norm_type``. ``p`` reads ``norm_type``.
 
     Example:
-        >>> LPPool1d(2, p=2.0)(torch.tensor([[[3.0, 4.0]]]))
+        >>> LPPool1d(2, 2)(torch.tensor([[[3.0, 4.0]]]))
         tensor([[[5.]]])
     """
 
-    _repr_keys = ("p",)
+    _repr_keys = ("norm_type",)
+    _unbatched = True
     fn = staticmethod(PF.lp_pool)
 
     def __init__(
         self,
+        norm_type: float = 2.0,
         kernel_size: IntOrTuple | None = None,
-        p: float = 2.0,
         stride: IntOrTuple | None = None,
-        padding: Padding = 0,
         ceil_mode: bool = False,
+        *,
+        absolute: bool = False,
+        padding: Padding = 0,
         padding_mode: str = "zeros",
         output_size: OutputSize = None,
     ) -> None:
+        if not isinstance(absolute, bool):
+            raise TypeError(f"absolute must be a bool, got {type(absolute).__name__}")
+        if kernel_size is None and output_size is None:
+            raise TypeError(f"{type(self).__name__} needs kernel_size (its second argument, after norm_type) "
+                            "or output_size=")
         super().__init__(kernel_size, stride, padding, 1, ceil_mode, padding_mode, output_size)
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not p >= 1:
-            raise ValueError(f"p must be a float >= 1 (math.inf allowed), got {p!r}")
-        self.p = float(p)
+        if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)) or not norm_type >= 1:
+            raise ValueError(f"norm_type (p) must be a float >= 1 (math.inf allowed), got {norm_type!r}")
+        self.norm_type = float(norm_type)
+        self.absolute = absolute
+
+    @property
+    def p(self) -> float:
+        return self.norm_type
 
     def fn_kwargs(self) -> dict[str, Any]:
-        return {**self.window_kwargs(), "p": self.p}
+        kw = {**self.window_kwargs(), "p": self.norm_type}
+        if self.absolute:
+            kw["absolute"] = True
+        return kw
+
+    def extra_repr(self) -> str:  # torch's order: norm_type first
+        base = super().extra_repr().rsplit(", norm_type=", 1)[0]
+        return f"norm_type={self.norm_type:g}, {base}" + (", absolute=True" if self.absolute else "")
 
 
 class _GeMPoolNd(_ChannelsMixin, _PoolNd):

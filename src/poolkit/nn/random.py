@@ -60,10 +60,13 @@ class _StochasticPoolNd(_PoolNd):
 class _FractionalMaxPoolNd(_PoolNd):
     """Fractional max pooling (Graham 2014); see :func:`poolkit.functional.fractional_max_pool`.
 
-    Fresh pseudo-random windows on every call in training, a fixed grid
-    (samples 0.5) in eval. ``output_ratio`` defaults to 0.5 (halving) when
-    neither it nor ``output_size`` is given; ``output_size=1`` without
-    ``kernel_size`` is the global max.
+    A drop-in for ``torch.nn.FractionalMaxPool2d/3d``: torch's arguments in torch's order
+    (``kernel_size, output_size=None, output_ratio=None, return_indices=False, _random_samples=None``);
+    poolkit's extras (``stride``, ``generator``) are keyword-only. Fresh pseudo-random windows on
+    every call in training; in eval poolkit uses a fixed grid (samples 0.5, deterministic) where torch
+    keeps drawing, unless ``_random_samples`` is given (then both use it, in either mode).
+    ``output_ratio`` defaults to 0.5 (halving) when neither it nor ``output_size`` is given (torch
+    requires one); ``output_size=1`` without ``kernel_size`` is the global max.
 
     Args:
         kernel_size: window size; optional with ``output_size``.
@@ -73,6 +76,7 @@ class _FractionalMaxPoolNd(_PoolNd):
         output_size: output size per dim.
         output_ratio: output size as a fraction of the input, in ``(0, 1)``.
         return_indices: also return the flat argmax indices.
+        _random_samples: fixed samples in ``[0, 1)``, shape ``(N, C, dims)`` as torch's (optional).
         generator: random source for the samples (optional).
 
     Example:
@@ -90,10 +94,12 @@ class _FractionalMaxPoolNd(_PoolNd):
     def __init__(
         self,
         kernel_size: IntOrTuple | None = None,
-        stride: IntOrTuple | None = None,
         output_size: OutputSize = None,
         output_ratio: Ratio | None = None,
         return_indices: bool = False,
+        _random_samples: Tensor | None = None,
+        *,
+        stride: IntOrTuple | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         given = [n for n, v in (("stride", stride), ("output_size", output_size), ("output_ratio", output_ratio))
@@ -109,10 +115,13 @@ class _FractionalMaxPoolNd(_PoolNd):
         super().__init__(kernel_size, None, 0, 1, False, "zeros", output_size)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        if _random_samples is not None and not isinstance(_random_samples, Tensor):
+            raise TypeError(f"_random_samples must be a Tensor or None, got {type(_random_samples).__name__}")
         self.output_ratio = output_ratio
         self.return_indices = return_indices
         self.generator = generator
         self.mean_stride = stride
+        self._random_samples = _random_samples
 
     def forward(self, x: Tensor) -> Any:
         self.check_input(x)
@@ -133,6 +142,7 @@ class _FractionalMaxPoolNd(_PoolNd):
             "output_size": self.output_size,
             "output_ratio": self.output_ratio,
             "return_indices": self.return_indices,
+            "random_samples": self._random_samples,
             "training": self.training,
             "generator": self.generator,
         }

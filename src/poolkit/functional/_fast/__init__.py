@@ -18,13 +18,15 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.autograd.forward_ad as forward_ad
 from torch import Tensor
 
-__all__ = ["custom_backward", "enabled", "fast_paths", "needs_grad", "transformed"]
+__all__ = ["Kernel", "custom_backward", "dispatch", "enabled", "fast_paths", "kernels", "needs_grad", "register",
+           "transformed"]
 
 
 def _from_env() -> bool:
@@ -90,3 +92,55 @@ def transformed(*ts: object) -> bool:
             if forward_ad._current_level >= 0 and forward_ad.unpack_dual(t).tangent is not None:
                 return True
     return False
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A fast kernel for one statistic.
+
+    ``applies(*args, **kwargs)`` states in one place when the kernel may serve a call (device, dtype, grad
+    mode, layout, sizes); ``run(*args, **kwargs)`` computes it. Both take the arguments the statistic's
+    function hands to :func:`dispatch`.
+    """
+
+    stat: str
+    name: str
+    when: str
+    applies: Callable[..., bool]
+    run: Callable[..., Tensor]
+
+
+_KERNELS: dict[str, list[Kernel]] = {}
+
+
+def register(stat: str, name: str, when: str, applies: Callable[..., bool]) -> Callable[[Callable], Callable]:
+    """Decorator: register ``run`` as a fast kernel for ``stat`` (tried in registration order)."""
+
+    def wrap(run: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        _KERNELS.setdefault(stat, []).append(Kernel(stat, name, when, applies, run))
+        return run
+
+    return wrap
+
+
+def kernels(stat: str | None = None) -> list[Kernel]:
+    """The registered fast kernels (of one statistic, or all), for documentation and tests."""
+    if stat is None:
+        return [k for ks in _KERNELS.values() for k in ks]
+    return list(_KERNELS.get(stat, ()))
+
+
+def dispatch(stat: str, x: Tensor, *args: object, **kwargs: object) -> Tensor | None:
+    """The one dispatch point: the first fast kernel for ``stat`` that applies, run; else ``None`` (the caller
+    then runs its reference formula).
+
+    Never under the switch's "off", ``torch.compile``, ``torch.jit`` tracing or a ``torch.func`` transform:
+    the reference formulas serve those.
+    """
+    ks = _KERNELS.get(stat)
+    if not ks or not enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing() or transformed(x):
+        return None
+    for k in ks:
+        if k.applies(x, *args, **kwargs):
+            return k.run(x, *args, **kwargs)
+    return None
