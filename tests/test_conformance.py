@@ -259,6 +259,22 @@ def _fractional(x: torch.Tensor) -> torch.Tensor:
     return _nat("fractional_max_pool", d)(x, 2, output_ratio=(0.5,) * d, _random_samples=u)
 
 
+def _diffstride(x: torch.Tensor) -> torch.Tensor:
+    # the initial stride 2 and ramp R = 4 on every axis, held at least at n / (n - R) (below it the ramp
+    # would pass Nyquist): mask clip((t + R - f) / R, 0, 1) over the real spectrum, t = max(n / s, 2) / 2,
+    # then a crop to the ramp's support, 2 * ceil(t + R) cells at most
+    for axis in range(2, x.ndim):
+        n = x.shape[axis]
+        s = max(2.0, n / (n - 4)) if n > 4 else 2.0
+        t = max(n / s, min(n, 2)) / 2
+        m = min(n, 2 * math.ceil(t + 4))
+        f = torch.arange(n // 2 + 1, dtype=x.dtype, device=x.device)
+        mask = ((t + 4 - f) / 4).clamp(0, 1).reshape([-1] + [1] * (x.ndim - 1 - axis))
+        spec = torch.fft.rfft(x, dim=axis, norm="forward") * mask
+        x = torch.fft.irfft(spec.narrow(axis, 0, m // 2 + 1), n=m, dim=axis, norm="forward")
+    return x
+
+
 def reference(name: str, x: torch.Tensor) -> torch.Tensor:
     d = x.ndim - 2
     w = _windows(x)
@@ -284,6 +300,7 @@ def reference(name: str, x: torch.Tensor) -> torch.Tensor:
         "maxblur": lambda: _blur(mp(x, 2, 1)),
         "aps": lambda: _aps(x),
         "fractional_max": lambda: _fractional(x),
+        "diffstride": lambda: _diffstride(x),
     }
     return formulas[name]()
 

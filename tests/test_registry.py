@@ -68,6 +68,13 @@ _WINDOW = ("adaptive_mle", "avg", "fractional_max", "gated", "gem", "lp", "lse",
 
 @pytest.mark.parametrize("name", poolkit.list_pools())
 def test_spec_kernel_size_and_stride_are_honoured(name):
+    if name == "diffstride":  # no window: kernel_size is another name of its initial stride
+        with pytest.raises(ValueError, match="kernel_size.*stride"):
+            poolkit.create_pool(f"{name}:kernel_size=3,stride=1", dim=2, channels=4)
+        with pytest.raises(ValueError, match="kernel_size.*stride"):
+            poolkit.create_pool(name, dim=2, kernel_size=3, stride=2)
+        assert poolkit.create_pool(f"{name}:stride=3", dim=2).strides() == [3.0, 3.0]
+        return
     m = poolkit.create_pool(f"{name}:kernel_size=3,stride=1", dim=2, channels=4).eval()
     assert m.kernel_size == 3
     assert (m.mean_stride if name == "fractional_max" else m.stride) == 1

@@ -186,7 +186,11 @@ def create_pool(
             raise ValueError(f"pool spec {spec!r} sets {key}={params[key]!r} but the call passes "
                              f"{key}={value!r}; give it once")
     params.update(explicit)
-    if params.get("output_size") is None and "kernel_size" not in params and "kernel_size" in accepted:
+    # a pool whose kernel_size is another name of its stride (diffstride) takes no default window
+    # when the stride is given
+    kernel_is_stride = getattr(cls, "_kernel_is_stride", False) and "stride" in params
+    if params.get("output_size") is None and "kernel_size" not in params and "kernel_size" in accepted \
+            and not kernel_is_stride:
         params["kernel_size"] = kernel_size.value if isinstance(kernel_size, _Default) else kernel_size
     if "channels" in accepted and "channels" not in params:
         params["channels"] = None

@@ -70,6 +70,7 @@ class _DiffStridePoolNd(nn.Module):
     """
 
     _dim: ClassVar[int] = 0
+    _kernel_is_stride: ClassVar[bool] = True  # kernel_size names the initial stride (registry: no default window)
     fn = staticmethod(PF.diffstride_pool)
     #: the output size follows a learned parameter (a fixed-size head after it must freeze it)
     size_follows_parameters: ClassVar[bool] = True
@@ -93,6 +94,11 @@ class _DiffStridePoolNd(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        if stride is not None and kernel_size is not None and _initial(stride, self._dim, "stride") != _initial(
+            kernel_size, self._dim, "kernel_size"
+        ):
+            raise ValueError(f"kernel_size ({kernel_size!r}) and stride ({stride!r}) both set the initial stride of "
+                             "DiffStridePool and disagree: give one of them")
         name = "stride" if stride is not None else "kernel_size"
         init = _initial(stride if stride is not None else (kernel_size if kernel_size is not None else 2.0),
                         self._dim, name)
