@@ -87,6 +87,40 @@ def test_bad_study_config_refused(tmp_path):
         run_study(_cfg(), out=tmp_path, workers=0)
 
 
+ACCEPTED_LEVERS = (r"must be a list of numbers in \[0, 1\].*one number, a comma-separated string of numbers "
+                   r"\('0,0.5,1'\), or 'learn'")
+
+
+def test_levers_conveniences_and_refusals_name_the_argument():
+    assert _cfg(levers="1, 0,0.5").levers == [0.0, 0.5, 1.0]
+    assert _cfg(levers=0.5).levers == [0.5]
+    assert _cfg(levers=1).levers == [1.0]
+    assert _cfg(levers=(1, 0, 1)).levers == [0.0, 1.0]
+    for bad, shown in [("lern", "got 'lern'"), ("0,x", "got '0,x'"), ([0, "x"], "bad value 'x'"),
+                       ([0, 2], "bad value 2"), (None, "got NoneType None"), (True, "got bool True")]:
+        with pytest.raises(ValueError, match="^levers " + ACCEPTED_LEVERS) as err:
+            _cfg(levers=bad)
+        assert shown in str(err.value)
+
+
+def test_learn_levers_string_is_passed_through_unparsed():
+    # the learned-λ mode reads these strings itself; the config must neither parse nor refuse them
+    assert _cfg(levers="learn").levers == "learn"
+    assert _cfg(levers="learn:steps=3,lr=0.1").levers == "learn:steps=3,lr=0.1"
+
+
+def test_pool_spec_with_a_window_is_refused_naming_pools():
+    assert _cfg(pools=["lp:p=4"]).pools == ["lp:p=4"]  # the statistic's own parameters are fine
+    for spec, key in [("max:kernel_size=3", "kernel_size=3"), ("avg:stride=2", "stride=2"),
+                      ("lp:p=2,output_size=4", "output_size=4")]:
+        with pytest.raises(ValueError, match=r"^pools: " + repr(spec) + " sets " + key + r", but in a study the "
+                           r"lever λ decides every pooling window") as err:
+            _cfg(pools=[spec])
+        assert "but the call passes" not in str(err.value)
+    with pytest.raises(ValueError, match=r"^pools: 'max:foo=1' is refused: pool 'max' got unknown parameter"):
+        _cfg(pools=["max:foo=1"])
+
+
 def test_tpe_search_over_continuous_lever(tmp_path):
     url, name = run_study(_cfg(n_trials=3), out=tmp_path, study_name="search")
     frame = trials_frame(url, name)
