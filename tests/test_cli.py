@@ -2,6 +2,8 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
+import typer
 from typer.testing import CliRunner
 
 from poolkit.cli import app, parse_levers, parse_options
@@ -72,3 +74,12 @@ def test_demo_and_audit_are_poolkit_commands(tmp_path):
                             "--profile-samples", "4", "--fix", "aps", "--out", str(plot)])
     assert r.exit_code == 0, r.output
     assert plot.exists() and "MaxPool2d" in r.output
+
+
+def test_bad_levers_name_the_option_and_the_accepted_forms(tmp_path):
+    with pytest.raises(typer.BadParameter, match=r"^--levers must be a list of numbers in \[0, 1\].*"
+                       r"comma-separated string of numbers \('0,0.5,1'\), or 'learn'.*got 'lern'"):
+        parse_levers("lern")
+    assert parse_levers("learn:steps=3") == "learn:steps=3"  # the learned-λ mode parses it, not the CLI
+    r = runner.invoke(app, ["study", "--levers", "0,abc", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "--levers" in r.output and "'learn'" in r.output

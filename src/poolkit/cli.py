@@ -26,14 +26,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="poolkit: poo
                   "equivariance and invariance. Sweep it on data, store every trial, report the optimum.")
 
 
-def parse_levers(text: str) -> list[float]:
-    """``"0,0.5,1"`` -> ``[0.0, 0.5, 1.0]``; every value must be in [0, 1]."""
+def parse_levers(text: str) -> list[float] | str:
+    """``"0,0.5,1"`` -> ``[0.0, 0.5, 1.0]``; every value must be in [0, 1]; ``"learn..."`` passes as given."""
+    from poolkit.lab.lever import check_levers
+
     try:
-        vals = [float(v) for v in text.split(",") if v.strip()]
+        vals = check_levers(text, name="--levers")
     except ValueError as err:
-        raise typer.BadParameter(f"--levers must be comma-separated numbers in [0, 1], got {text!r}") from err
-    if not vals or any(not 0.0 <= v <= 1.0 for v in vals):
-        raise typer.BadParameter(f"--levers must be comma-separated numbers in [0, 1], got {text!r}")
+        raise typer.BadParameter(str(err)) from None
+    if not vals:
+        raise typer.BadParameter(f"--levers must hold at least one value in [0, 1], got {text!r}")
     return vals
 
 

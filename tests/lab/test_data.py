@@ -65,8 +65,13 @@ def test_digits_shift_quadrant_and_determinism():
     assert q.num_classes == 4 and int(q.y_train.max()) <= 3
     with pytest.raises(ValueError, match="task"):
         load_dataset("digits-where", task="diagonal")
-    with pytest.raises(ValueError, match="takes no options"):
+    with pytest.raises(ValueError, match=r"dataset 'digits-shift' got unknown option\(s\) colour; "
+                       r"accepted: canvas, test_size$"):
         load_dataset("digits-shift", colour="red")
+    with pytest.raises(ValueError, match=r"accepted: canvas, test_size, task$"):
+        load_dataset("digits-where", colour="red")
+    with pytest.raises(ValueError, match=r"dataset 'mnist1d' got unknown option\(s\) canvas; accepted: num_samples$"):
+        load_dataset("mnist1d", canvas=32)
 
 
 def test_mnist1d_train_size():
@@ -190,8 +195,11 @@ def test_image_folder_refuses_corrupt_files_listing_them(tmp_path):
     (lambda r: r.mkdir(), {}, "no class subfolders"),
     (lambda r: (r / "a").mkdir(parents=True), {}, "without images"),
     (lambda r: (r / "train" / "a").mkdir(parents=True), {}, "has train/ but not test/"),
-    (lambda r: _images(r), {"size": "big"}, "size must be H,W"),
-    (lambda r: _images(r), {"colour": "red"}, "takes no options"),
+    (lambda r: _images(r), {"size": "big"}, r"size must be one int or 'S' \(square\), 'H,W'.*got 'big'"),
+    (lambda r: _images(r), {"size": 8.5}, r"size must be one int.*got 8\.5"),
+    (lambda r: _images(r), {"size": "0"}, r"size must be positive"),
+    (lambda r: _images(r), {"colour": "red"},
+     r"dataset 'folder' got unknown option\(s\) colour; accepted: size, test_fraction$"),
 ])
 def test_image_folder_bad_input(tmp_path, setup, kw, match):
     root = tmp_path / "r"
@@ -205,3 +213,41 @@ def test_npz_with_three_spatial_axes(tmp_path):
     np.savez(tmp_path / "v.npz", X=rng.random((12, 2, 6, 5, 4)), y=np.arange(12) % 2)
     ds = load_dataset(f"npz:{tmp_path / 'v.npz'}")
     assert ds.dim == 3 and ds.spatial == (6, 5, 4) and ds.channels == 2
+
+
+def test_npz_unknown_option_lists_accepted(tmp_path):
+    np.savez(tmp_path / "a.npz", X=np.zeros((8, 1, 6), np.float32), y=np.arange(8) % 2)
+    with pytest.raises(ValueError, match=r"dataset 'npz' got unknown option\(s\) size; "
+                       r"accepted: test_fraction, num_classes$"):
+        load_dataset(f"npz:{tmp_path / 'a.npz'}", size=3)
+
+
+@pytest.mark.parametrize("size,want", [(6, (6, 6)), ("6", (6, 6)), ("6,5", (6, 5)), ("6x5", (6, 5)),
+                                       ((6, 5), (6, 5)), ([6], (6, 6))])
+def test_image_folder_size_forms(tmp_path, size, want):
+    root = _images(tmp_path / "s", n=4)
+    ds = load_dataset(f"folder:{root}", size=size, test_fraction=0.5)
+    assert ds.spatial == want and ds.info["size"] == list(want)
+
+
+def test_image_folder_class_only_in_test_is_named(tmp_path):
+    _images(tmp_path / "set" / "train", n=4)
+    _images(tmp_path / "set" / "test", classes=("cat", "dog", "emu"), n=2)
+    with pytest.raises(ValueError, match="at least 2 training images") as err:
+        load_dataset(f"folder:{tmp_path / 'set'}")
+    msg = str(err.value)
+    assert f"{tmp_path / 'set' / 'test' / 'emu'} exists only in test/" in msg
+    assert str(tmp_path / "set" / "train" / "emu") in msg and "cat" not in msg.replace(str(tmp_path), "")
+
+
+def test_image_folder_class_with_one_image_is_named(tmp_path):
+    root = _images(tmp_path / "one", n=4)
+    _images(root, classes=("owl",), n=1)
+    with pytest.raises(ValueError, match="at least 2 training images") as err:
+        load_dataset(f"folder:{root}", test_fraction=0.5)
+    assert f"{root / 'owl'}: 1 image(s), 1 for training" in str(err.value)
+    # 4 images per class, 2 each for training after a half split; a subset of 3 leaves one class 1 or 0
+    two = _images(tmp_path / "two", n=4)
+    load_dataset(f"folder:{two}", test_fraction=0.5)
+    with pytest.raises(ValueError, match=r"4 image\(s\), [01] for training after the test_fraction split"):
+        load_dataset(f"folder:{two}", test_fraction=0.5, train_size=3)

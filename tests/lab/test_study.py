@@ -87,6 +87,42 @@ def test_bad_study_config_refused(tmp_path):
         run_study(_cfg(), out=tmp_path, workers=0)
 
 
+ACCEPTED_LEVERS = (r"must be a list of numbers in \[0, 1\].*one number, a comma-separated string of numbers "
+                   r"\('0,0.5,1'\), or 'learn'")
+
+
+def test_levers_conveniences_and_refusals_name_the_argument():
+    assert _cfg(levers="1, 0,0.5").levers == [0.0, 0.5, 1.0]
+    assert _cfg(levers=0.5).levers == [0.5]
+    assert _cfg(levers=1).levers == [1.0]
+    assert _cfg(levers=(1, 0, 1)).levers == [0.0, 1.0]
+    for bad, shown in [("lern", "got 'lern'"), ("0,x", "got '0,x'"), ([0, "x"], "bad value 'x'"),
+                       ([0, 2], "bad value 2"), (None, "got NoneType None"), (True, "got bool True")]:
+        with pytest.raises(ValueError, match="^levers " + ACCEPTED_LEVERS) as err:
+            _cfg(levers=bad)
+        assert shown in str(err.value)
+
+
+def test_learn_levers_string_goes_to_the_learned_mode():
+    # the learned-λ mode reads these strings itself: its candidates stand in for the grid's levers
+    cfg = _cfg(levers="learn:heads=3")
+    assert cfg.learn is not None and cfg.learn.heads == 3 and cfg.levers == [0.0, 0.5, 1.0]
+    with pytest.raises(ValueError, match="accepted"):
+        _cfg(levers="learn:steps=3")
+
+
+def test_pool_spec_with_a_window_is_refused_naming_pools():
+    assert _cfg(pools=["lp:p=4"]).pools == ["lp:p=4"]  # the statistic's own parameters are fine
+    for spec, key in [("max:kernel_size=3", "kernel_size=3"), ("avg:stride=2", "stride=2"),
+                      ("lp:p=2,output_size=4", "output_size=4")]:
+        with pytest.raises(ValueError, match=r"^pools: " + repr(spec) + " sets " + key + r", but in a study the "
+                           r"lever λ decides every pooling window") as err:
+            _cfg(pools=[spec])
+        assert "but the call passes" not in str(err.value)
+    with pytest.raises(ValueError, match=r"^pools: 'max:foo=1' is refused: pool 'max' got unknown parameter"):
+        _cfg(pools=["max:foo=1"])
+
+
 def test_tpe_search_over_continuous_lever(tmp_path):
     url, name = run_study(_cfg(n_trials=3), out=tmp_path, study_name="search")
     frame = trials_frame(url, name)
@@ -212,3 +248,10 @@ def test_a_trial_with_a_live_heartbeat_is_not_failed(tmp_path, monkeypatch):
     monkeypatch.setattr(S, "GRACE_S", 0)
     assert S.fail_stale(study) == []  # its heartbeat is what decides (Optuna's check, grace 8 s)
     assert study.get_trials()[0].state == TrialState.RUNNING
+
+
+def test_pools_string_keeps_each_specs_parameters():
+    from poolkit.lab.study import StudyConfig
+
+    cfg = StudyConfig("mnist1d", pools="max, mixed:alpha=0.3,learnable=true,lp:p=4")
+    assert cfg.pools == ["max", "mixed:alpha=0.3,learnable=true", "lp:p=4"]

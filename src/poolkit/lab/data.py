@@ -92,9 +92,11 @@ def _take(n_have: int, train_size: int | None, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n_have)[:train_size]
 
 
-def _no_options(spec: str, options: dict[str, Any]) -> None:
+def _no_options(spec: str, options: dict[str, Any], accepted: tuple[str, ...] = ()) -> None:
+    """Refuse the ``options`` left over after a loader took its own (``accepted``), naming those it takes."""
     if options:
-        raise ValueError(f"dataset {spec!r} takes no options, got {', '.join(sorted(options))}")
+        takes = f"accepted: {', '.join(accepted)}" if accepted else "it takes no options"
+        raise ValueError(f"dataset {spec!r} got unknown option(s) {', '.join(sorted(options))}; {takes}")
 
 
 def _mnist1d(train_size: int | None, seed: int, **options: Any) -> Dataset:
@@ -102,7 +104,7 @@ def _mnist1d(train_size: int | None, seed: int, **options: Any) -> Dataset:
 
     args = get_dataset_args()
     num_samples = int(options.pop("num_samples", 5000))
-    _no_options("mnist1d", options)
+    _no_options("mnist1d", options, ("num_samples",))
     args.num_samples = num_samples
     # The data set itself is fixed (mnist1d's own seed); `seed` only picks the training subset.
     raw = make_dataset(args)
@@ -125,7 +127,7 @@ def _digits(kind: str, train_size: int | None, seed: int, **options: Any) -> Dat
     canvas = int(options.pop("canvas", 24))
     n_test = int(options.pop("test_size", 1000))
     task = str(options.pop("task", "half")) if kind == "where" else "digit"
-    _no_options(f"digits-{kind}", options)
+    _no_options(f"digits-{kind}", options, ("canvas", "test_size", "task")[: 3 if kind == "where" else 2])
     if canvas < 16:
         raise ValueError(f"canvas must be at least 16 (two 8-pixel digits side by side), got {canvas}")
     if task not in ("digit", "half", "quadrant"):
@@ -202,7 +204,7 @@ def _as_labels(y: np.ndarray, name: str) -> np.ndarray:
 def _npz(path: str, train_size: int | None, seed: int, **options: Any) -> Dataset:
     fraction = float(options.pop("test_fraction", 0.25))
     num_classes = options.pop("num_classes", None)
-    _no_options("npz", options)
+    _no_options("npz", options, ("test_fraction", "num_classes"))
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"npz file {path!r} does not exist")
@@ -246,20 +248,30 @@ _MAX_LISTED = 20
 
 
 def _parse_size(value: Any) -> tuple[int, int] | None:
-    """``size`` option: None, an int (square), ``"H,W"`` / ``"HxW"`` or a pair of ints."""
+    """``size`` option: None, one int or ``"S"`` (square), ``"H,W"`` / ``"HxW"``, or one or two ints.
+
+    >>> _parse_size(8), _parse_size("8"), _parse_size("8,6"), _parse_size("8x6"), _parse_size((8, 6))
+    ((8, 8), (8, 8), (8, 6), (8, 6), (8, 6))
+    """
     if value is None:
         return None
-    parts: Any = value
+    accepted = "one int or 'S' (square), 'H,W' / 'HxW', or a pair of ints (H, W), in pixels"
+    parts: Any
     if isinstance(value, str):
-        parts = [p for p in value.replace("x", ",").replace("X", ",").split(",") if p.strip()]
-    elif isinstance(value, int) and not isinstance(value, bool):
-        parts = [value, value]
-    try:
-        h, w = (int(str(p).strip()) for p in parts)
-    except (TypeError, ValueError):
-        raise ValueError(f"size must be H,W in pixels (e.g. size=32,32), got {value!r}") from None
+        parts = [p.strip() for p in value.replace("x", ",").replace("X", ",").split(",")]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = [value]
+    ok = len(parts) in (1, 2) and all(
+        (isinstance(p, str) and p.isdigit()) or (isinstance(p, (int, np.integer)) and not isinstance(p, bool))
+        for p in parts
+    )
+    if not ok:
+        raise ValueError(f"size must be {accepted} (e.g. size=32 or size=32,32), got {value!r}")
+    h, w = (int(p) for p in (parts * 2 if len(parts) == 1 else parts))
     if h < 1 or w < 1:
-        raise ValueError(f"size must be positive H,W in pixels, got {value!r}")
+        raise ValueError(f"size must be positive ({accepted}), got {value!r}")
     return h, w
 
 
@@ -327,6 +339,28 @@ def _to_array(im: Any, grey: bool, size: tuple[int, int]) -> np.ndarray:
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
+def _check_class_counts(root: Path, parts: dict[str, tuple[dict[str, list[Path]], int]], classes: list[str],
+                        y: np.ndarray, yt: np.ndarray, has_train: bool) -> None:
+    """Refuse classes with fewer than :data:`MIN_PER_CLASS` training images, naming their folders."""
+    counts = np.bincount(y, minlength=len(classes))
+    in_test = set(np.unique(yt).tolist())
+    problems = []
+    for i, c in enumerate(classes):
+        if counts[i] >= MIN_PER_CLASS or (counts[i] == 0 and i not in in_test):
+            continue
+        if has_train and c not in parts["train"][0]:
+            problems.append(f"{root / 'test' / c} exists only in test/ (no {root / 'train' / c})")
+            continue
+        folder = root / "train" / c if has_train else root / c
+        files = len(parts["train" if has_train else "all"][0][c])
+        cut = "the train_size subset" if has_train else "the test_fraction split and any train_size subset"
+        why = "" if files == counts[i] else f" after {cut}"
+        problems.append(f"{folder}: {files} image(s), {int(counts[i])} for training{why}")
+    if problems:
+        raise ValueError(f"image folder {str(root)!r}: every class needs at least {MIN_PER_CLASS} training images; "
+                         + "; ".join(problems))
+
+
 def load_image_folder(path: str | Path, *, train_size: int | None = None, seed: int = 0, **options: Any) -> Dataset:
     """Read an image folder: one subfolder per class, as torchvision's ``ImageFolder`` expects.
 
@@ -344,7 +378,8 @@ def load_image_folder(path: str | Path, *, train_size: int | None = None, seed: 
         path: the folder.
         train_size: keep this many training images (a seeded random subset).
         seed: picks the split and the subset.
-        **options: ``size`` (``"H,W"``, ``(H, W)`` or one int; default the first image's size),
+        **options: ``size`` (one int or ``"S"`` for a square, ``"H,W"``, ``"HxW"`` or ``(H, W)``;
+            default the first image's size),
             ``test_fraction`` (default 0.25; only without ``train/`` and ``test/``).
 
     Returns:
@@ -368,7 +403,7 @@ def load_image_folder(path: str | Path, *, train_size: int | None = None, seed: 
     """
     size = _parse_size(options.pop("size", None))
     fraction = options.pop("test_fraction", None)
-    _no_options("folder", options)
+    _no_options("folder", options, ("size", "test_fraction"))
     root = Path(path)
     if not root.is_dir():
         raise ValueError(f"image folder {str(path)!r} does not exist or is not a folder")
@@ -411,6 +446,7 @@ def load_image_folder(path: str | Path, *, train_size: int | None = None, seed: 
     else:
         x, y, xt, yt = _split(*arrays["all"], 0.25 if fraction is None else float(fraction), seed)
     idx = _take(len(y), train_size, seed)
+    _check_class_counts(root, parts, classes, y[idx], yt, has_train)
     skipped = sum(n for _, n in parts.values())
     return Dataset(
         f"folder:{root.name}",

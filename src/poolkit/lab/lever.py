@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Schedule", "head_positions", "pool_schedule", "check_lever"]
+__all__ = ["Schedule", "head_positions", "pool_schedule", "check_lever", "check_levers", "LEVERS_ACCEPTED"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,61 @@ def check_lever(lever: object) -> float:
     if not 0.0 <= value <= 1.0 or math.isnan(value):
         raise ValueError(f"lever must be in [0, 1] (0: no pooling, 1: global pooling), got {lever!r}")
     return value
+
+
+#: The forms a study's ``levers`` argument takes (quoted in every error about it).
+LEVERS_ACCEPTED = (
+    "a list of numbers in [0, 1] (e.g. [0, 0.5, 1]), one number, a comma-separated string of numbers "
+    "('0,0.5,1'), or 'learn' / 'learn:key=value,...' (learned λ)"
+)
+
+
+def check_levers(levers: object, name: str = "levers") -> list[float] | str:
+    """A study's grid of λ values: sorted unique floats in [0, 1], or a ``"learn..."`` string untouched.
+
+    Accepted: a sequence of numbers, one number, or a comma-separated string of numbers. A string
+    starting with ``"learn"`` (learned-λ mode) is returned as given, not parsed here.
+
+    Args:
+        levers: the value to check.
+        name: the argument's name in error messages (``"--levers"`` on the command line).
+
+    Returns:
+        The sorted distinct λ values as floats, or ``levers`` itself when it is a ``"learn..."`` string.
+
+    Raises:
+        ValueError: anything else, with a message naming ``name`` and the accepted forms.
+
+    Example:
+        >>> check_levers("1, 0,0.5")
+        [0.0, 0.5, 1.0]
+        >>> check_levers(0.25)
+        [0.25]
+        >>> check_levers("learn")
+        'learn'
+    """
+    if isinstance(levers, str):
+        if levers.startswith("learn"):
+            return levers
+        items: list[object] = [v.strip() for v in levers.split(",") if v.strip()]
+        try:
+            items = [float(v) for v in items]  # type: ignore[arg-type]
+        except ValueError:
+            raise ValueError(f"{name} must be {LEVERS_ACCEPTED}; got {levers!r}") from None
+    elif isinstance(levers, (int, float)) and not isinstance(levers, bool):
+        items = [levers]
+    else:
+        try:
+            items = list(levers)  # type: ignore[call-overload]
+        except TypeError:
+            raise ValueError(f"{name} must be {LEVERS_ACCEPTED}; got {type(levers).__name__} {levers!r}") from None
+    out = set()
+    for v in items:
+        try:
+            out.add(check_lever(v))
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be {LEVERS_ACCEPTED}; got {levers!r} (bad value {v!r})") from None
+    return sorted(out)
 
 
 def head_positions(size: int, lever: float) -> int:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import load_dataset
-from .lever import check_lever
+from .lever import check_levers
 from .train import TrainConfig, TrainFn, resolve_device, run_trial, show_progress
 
 __all__ = [
@@ -74,8 +74,11 @@ class StudyConfig:
 
     Args:
         dataset: dataset spec (see :func:`poolkit.lab.data.load_dataset`).
-        pools: registry specs for the statistic axis.
-        levers: λ values for the grid.
+        pools: registry specs for the statistic axis (a list, or one comma-separated string). A spec
+            may set the statistic's parameters (``"lp:p=4"``) but not its window (``kernel_size``,
+            ``stride``, ``output_size``): the lever decides that.
+        levers: λ values for the grid: a list of numbers in [0, 1], one number or a comma-separated
+            string (``"0,0.5,1"``); a string starting with ``"learn"`` is kept as given (learned-λ mode).
         seeds: number of seeds (0..seeds-1) per grid point.
         train_size: training samples (None = the loader's default).
         data_options: passed to the loader.
@@ -91,7 +94,7 @@ class StudyConfig:
 
     dataset: str = "mnist1d"
     pools: Sequence[str] = ("max", "avg")
-    levers: Sequence[float] | str = (0.0, 0.5, 1.0)
+    levers: Sequence[float] | float | str = (0.0, 0.5, 1.0)
     seeds: int = 2
     train_size: int | None = None
     data_options: dict[str, Any] = field(default_factory=dict)
@@ -110,21 +113,19 @@ class StudyConfig:
             raise ValueError("levers='learn' trains the lab's reference network; it does not take model= yet "
                              "(sweep your model's λ with a grid of levers instead)")
         if isinstance(self.pools, str):
-            self.pools = [p for p in self.pools.split(",") if p]
+            self.pools = split_specs(self.pools)
         self.pools = [str(p).strip() for p in self.pools]
         if not self.pools:
             raise ValueError("pools must name at least one statistic, e.g. 'max,avg'")
-        self.levers = sorted({check_lever(v) for v in self.levers})
+        self.levers = check_levers(self.levers)  # type: ignore[assignment]  # a "learn..." string passes untouched
         if not self.levers and self.n_trials is None:
             raise ValueError("levers must hold at least one value in [0, 1]")
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise ValueError(f"seeds must be a positive int, got {self.seeds!r}")
         if self.n_trials is not None and (not isinstance(self.n_trials, int) or self.n_trials < 1):
             raise ValueError(f"n_trials must be a positive int, got {self.n_trials!r}")
-        import poolkit
-
         for p in self.pools:
-            poolkit.create_pool(p, dim=1, kernel_size=2, channels=1)  # raises ValueError naming what is accepted
+            _check_pool_spec(p)
         if self.model is not None:
             from .custom import model_name, resolve_factory
 
@@ -160,6 +161,50 @@ class StudyConfig:
 
             ident["train_fn"] = model_name(train_fn)
         return ident
+
+
+#: Spec parameters the lab cannot honour: the lever decides every pooling window.
+_WINDOW_KEYS = ("kernel_size", "stride", "output_size")
+
+
+def split_specs(text: str) -> list[str]:
+    """Comma-separated pool specs, a spec's own ``key=value`` parameters kept with it.
+
+    Example:
+        >>> split_specs("max,mixed:alpha=0.3,learnable=true,lp:p=4")
+        ['max', 'mixed:alpha=0.3,learnable=true', 'lp:p=4']
+    """
+    specs: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if "=" in part and ":" not in part and specs and ":" in specs[-1]:
+            specs[-1] += "," + part  # a further parameter of the spec before it
+        else:
+            specs.append(part)
+    return specs
+
+
+def _check_pool_spec(spec: str) -> None:
+    """Refuse a ``pools`` entry the lab cannot build as written (unknown name or parameter, a window size)."""
+    import poolkit
+
+    try:
+        _, params = poolkit.parse_spec(spec)
+    except ValueError as err:
+        raise ValueError(f"pools: {spec!r} is refused: {err}") from None
+    fixed = sorted(k for k in params if k in _WINDOW_KEYS)
+    if fixed:
+        raise ValueError(
+            f"pools: {spec!r} sets {', '.join(f'{k}={params[k]!r}' for k in fixed)}, but in a study the lever λ "
+            "decides every pooling window (kernel_size, stride and output_size follow from λ and the map size); "
+            "drop them and keep the statistic's own parameters only (e.g. 'lp:p=4')"
+        )
+    try:
+        # The spec has no window of its own, so this check call's kernel_size contradicts nothing.
+        poolkit.create_pool(spec, dim=1, kernel_size=2, channels=1)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"pools: {spec!r} is refused: {err}") from None
 
 
 def default_study_name(dataset: str, padding: str, model: Any = None) -> str:
