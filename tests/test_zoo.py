@@ -124,7 +124,7 @@ def test_zoo_antialias_keeps_shapes_and_does_not_worsen_consistency(name):
     make, even, odd = ZOO[name]
     net = prepared(make)
     fixed = copy.deepcopy(net)
-    report = antialias(fixed, padding_mode="circular")  # a reflect-padded blur needs maps above filt // 2 = 2
+    report = antialias(fixed, padding_mode="circular")  # the blur wraps like the circular shifts measured here
     assert report and not report.untraced
     fixed = fixed.double().eval()
     left = [n for n, m in fixed.named_modules()
