@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import pickle
 
 import pytest
 import torch
@@ -457,3 +458,149 @@ def test_surgery_on_the_meta_device():
         report = make_shift_invariant(copy.deepcopy(net), method)
         assert report.tied == [("layer2.conv1", "layer2.downsample.0")]
     assert antialias(copy.deepcopy(net))
+
+
+# ---------------------------------------------------------------- output sizes and small maps
+
+
+def _repro() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(900, 10))
+
+
+def test_make_shift_invariant_says_when_an_output_size_changes():
+    net = _repro()
+    report = make_shift_invariant(net, method="aps")
+    assert "ceil(n/2) instead of floor((n-3)/2)+1" in report[0].note
+    assert "Linear after Flatten" in report[0].note and "note: output size" in report.text()
+    pool = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(3, 2), nn.AdaptiveAvgPool2d(1))
+    change = {c.name: c for c in make_shift_invariant(pool)}["1"]
+    assert "ceil(n/2) instead of floor((n-3)/2)+1" in change.note
+    # "same"-padded strided layers keep their size: no note
+    same = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.MaxPool2d(3, 2, 1), nn.Conv2d(4, 4, 1, 2), nn.AvgPool2d(1, 2))
+    assert [c.note for c in make_shift_invariant(same)] == ["", "", "", ""]
+
+
+def test_make_shift_invariant_example_input_names_the_failure():
+    net = _repro()
+    x = torch.rand(2, 3, 32, 32)
+    assert net(x).shape == (2, 10)
+    with pytest.warns(UserWarning, match="mat1 and mat2"):
+        report = make_shift_invariant(net, method="aps", example_input=x)
+    assert [f.name for f in report.failures] == ["3"] and "mat1 and mat2" in report.failures[0].reason
+    assert "on example_input: (15, 15) -> (16, 16)" in report[0].note
+    assert "FAILS on the example input" in report.text()
+    with pytest.raises(RuntimeError, match="mat1 and mat2"):
+        net(x)  # what the report announced
+    # a model without a size-bound layer: the output shape change is reported
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.MaxPool2d(3, 2))
+    with pytest.warns(UserWarning, match="output shape"):
+        report = make_shift_invariant(conv, example_input=x)
+    assert report.failures[0].reason == "output shape (2, 4, 7, 7) before surgery, (2, 4, 8, 8) after"
+    assert "on example_input: (7, 7) -> (8, 8)" in report[1].note
+
+
+def test_example_input_is_checked_and_the_dry_run_leaves_no_trace():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+    stats = net[1].running_mean.clone()
+    with pytest.raises(TypeError, match="example_input"):
+        make_shift_invariant(net, example_input=[1, 2])
+    with pytest.raises(ValueError, match="example_input: the model fails on it before surgery"):
+        make_shift_invariant(net, example_input=torch.rand(1, 5, 8, 8))
+    assert net[0].stride == (2, 2)  # untouched
+    with warnings_as_errors():
+        report = make_shift_invariant(net, example_input=torch.rand(2, 3, 9, 9))
+    assert report.failures == [] and net.training and net[1].training
+    assert torch.equal(net[1].running_mean, stats)  # the dry runs ran in eval mode
+
+
+class warnings_as_errors:
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("error")
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+@pytest.mark.parametrize("kind", ["conv", "max", "avg"])
+def test_size_notes_match_the_real_sizes(kind):
+    """Every note's example holds for the torch layer and the converted one; no note where no size changes."""
+    for k, s, p, dil, ceil in itertools.product((1, 2, 3, 4), (2, 3), (0, 1, 2), (1, 2), (False, True)):
+        if 2 * p > k or (kind != "max" and dil > 1) or (kind == "conv" and ceil):
+            continue
+        if kind == "conv":
+            layer: nn.Module = nn.Conv1d(1, 1, k, stride=s, padding=p, dilation=dil)
+        elif kind == "max":
+            layer = nn.MaxPool1d(k, s, p, dilation=dil, ceil_mode=ceil)
+        else:
+            layer = nn.AvgPool1d(k, s, p, ceil_mode=ceil)
+        net = nn.Sequential(copy.deepcopy(layer))
+        note = make_shift_invariant(net)[0].note
+        differs = []
+        for n in range(max(dil * (k - 1) + 1 - 2 * p, 1), 40):
+            x = torch.rand(1, 1, n)
+            old, new = layer(x).shape[-1], -(-n // s)
+            if n >= dil * (k - 1):  # a circular pad wider than the map is refused by torch
+                assert net(x).shape[-1] == new
+            if old != new:
+                differs.append((n, new, old))
+        assert bool(note) == bool(differs), (layer, note, differs)
+        if note:
+            ex = note.split("(e.g. ")[1].split(")")[0]
+            n, _, new, _, _, old = ex.split()
+            x = torch.rand(1, 1, int(n))
+            assert (layer(x).shape[-1], net(x).shape[-1]) == (int(old), int(new)), (layer, note)
+
+
+def test_antialias_replicates_where_a_map_is_too_small_to_reflect():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.ReLU(), nn.MaxPool2d(2), nn.AvgPool2d(2))
+    ref = copy.deepcopy(net)
+    report = antialias(net)
+    assert all("replicates it on maps of 2 or fewer" in c.note for c in report if c.name != "0")
+    for size in (8, 9, 16, 32, 33):  # 8 and 9: the avg pool's blur sees 2x2 (odd sizes before it: see the note)
+        x = torch.rand(2, 3, size, size)
+        assert net(x).shape == ref(x).shape
+    wrapped, plain = net[2], pnn.MaxBlurPool2d(2, 2, filt=4)
+    assert isinstance(wrapped, pnn.MaxBlurPool2d) and wrapped.blur_padding_mode == "reflect"
+    assert "replicate on maps of 2 or fewer cells" in repr(wrapped)
+    x = torch.rand(2, 4, 16, 16)
+    assert torch.equal(wrapped(x), plain(x))  # large maps: exactly the reflect-padded pool
+    small = torch.rand(2, 4, 3, 3)  # the dense max gives 2x2: too small for filt=4 to reflect
+    with pytest.raises(ValueError, match="reflect"):
+        plain(small)
+    replicate = pnn.MaxBlurPool2d(2, 2, filt=4, blur_padding_mode="replicate")
+    assert torch.equal(wrapped(small), replicate(small))
+    assert not wrapped.falls_back((4, 4)) and wrapped.falls_back((3, 3))
+    blur = net[3]  # AvgPool2d(2) -> blurpool: its blur sees the input itself
+    assert isinstance(blur, pnn.BlurPool2d) and blur.falls_back((2, 5)) and not blur.falls_back((3, 3))
+    restored = pickle.loads(pickle.dumps(net))  # the classes are importable: whole-model torch.save works
+    assert torch.equal(restored(torch.rand(1, 3, 8, 8).mul(0).add(1)), net(torch.ones(1, 3, 8, 8)))
+
+
+def test_antialias_example_input_says_which_blurs_replicate_and_avg_size_changes():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 2 * 2, 3))
+    x = torch.rand(1, 3, 9, 9)  # 9 -> 5 -> 2 (AvgPool2d(2)); blurpool gives 3
+    assert net(x).shape == (1, 3)
+    with pytest.warns(UserWarning, match="mat1 and mat2"):
+        report = antialias(net, example_input=x)
+    notes = {c.name: c.note for c in report}
+    assert "1.1 blurs (9, 9): reflects" in notes["1"]  # the conv runs at stride 1, the blur after the ReLU
+    assert "ceil(n/2) instead of floor((n-2)/2)+1" in notes["2"] and "(2, 2) -> (3, 3)" in notes["2"]
+    assert [f.name for f in report.failures] == ["4"]
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+    report = antialias(net, example_input=torch.rand(1, 3, 2, 2))
+    assert "blurs (2, 2): replicates" in report[1].note and report.failures == []
+
+
+def test_audit_fix_names_the_size_change_and_the_failing_layer():
+    audit = pytest.importorskip("poolkit.lab.audit")
+    with pytest.raises(ValueError, match="mat1 and mat2") as err:
+        audit.audit(_repro(), (3, 32, 32), n_samples=4, n_profile=2, fix="aps")
+    text = str(err.value)
+    assert "note: output size per axis: ceil(n/2)" in text and "(15, 15) -> (16, 16)" in text
+    result = audit.audit(nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+                         (3, 15, 15), n_samples=4, n_profile=2, fix="aps")
+    assert "note: output size" in result.table() and result.changes.failures == []

@@ -23,15 +23,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-__all__ = ["Change", "PhaseFollower", "PhaseLeader", "PhaseLink", "Report", "Skip", "analyse", "sample_at"]
+from . import nn as pnn
+
+__all__ = ["Change", "DryRun", "FallbackBlurPool1d", "FallbackBlurPool2d", "FallbackBlurPool3d",
+           "FallbackMaxBlurPool1d", "FallbackMaxBlurPool2d", "FallbackMaxBlurPool3d", "PhaseFollower", "PhaseLeader",
+           "PhaseLink", "ReflectFallback", "Report", "Skip", "analyse", "dry_run", "sample_at", "with_fallback"]
 
 
 class Change(NamedTuple):
-    """One edit: the module's qualified name and its ``repr`` before and after."""
+    """One edit: the module's qualified name, its ``repr`` before and after, and what the user must know.
+
+    ``note`` is empty, or says what the edit changes beyond the layer itself: an
+    output size that differs from the original layer's (later layers that expect
+    the old size, a ``Linear`` after ``Flatten``, must be adapted), a blur that
+    replicates the border on maps too small to reflect.
+    """
 
     name: str
     before: str
     after: str
+    note: str = ""
 
 
 class Skip(NamedTuple):
@@ -59,6 +70,9 @@ class Report(list):  # type: ignore[type-arg]
         untraced: :class:`Skip` records of the parts ``torch.fx`` could not trace (data-
             dependent control flow, ...): inside them every layer was converted on its
             own and functional calls could not be looked for.
+        failures: :class:`Skip` records of what goes wrong on the ``example_input`` a
+            surgery was given: the innermost module whose forward raised (and the
+            error), or an output shape that differs from the model's before surgery.
 
     Example:
         >>> r = Report([Change("0", "a", "b")], skipped=[Skip("1", "Unfold()", "not supported")])
@@ -66,11 +80,13 @@ class Report(list):  # type: ignore[type-arg]
         (1, '1')
     """
 
-    def __init__(self, changes: Any = (), skipped: Any = (), tied: Any = (), untraced: Any = ()) -> None:
+    def __init__(self, changes: Any = (), skipped: Any = (), tied: Any = (), untraced: Any = (),
+                 failures: Any = ()) -> None:
         super().__init__(changes)
         self.skipped: list[Skip] = list(skipped)
         self.tied: list[tuple[str, ...]] = [tuple(g) for g in tied]
         self.untraced: list[Skip] = list(untraced)
+        self.failures: list[Skip] = list(failures)
 
     @property
     def changes(self) -> list[Change]:
@@ -78,9 +94,15 @@ class Report(list):  # type: ignore[type-arg]
         return list(self)
 
     def text(self, title: str = "surgery") -> str:
-        """Every change, tie, skip and untraced part, one per line."""
+        """Every change (with its note), tie, skip, untraced part and failure, one per line."""
         lines = [f"{title}: {len(self)} change(s)"]
-        lines += [f"  {c.name}: {_one_line(c.before)}  ->  {_one_line(c.after)}" for c in self]
+        for c in self:
+            lines.append(f"  {c.name}: {_one_line(c.before)}  ->  {_one_line(c.after)}")
+            if getattr(c, "note", ""):
+                lines.append(f"    note: {c.note}")
+        if self.failures:
+            lines.append(f"FAILS on the example input after surgery ({len(self.failures)}):")
+            lines += [f"  {s.name}: {s.what}: {s.reason}" for s in self.failures]
         if self.tied:
             lines.append(f"phases tied across branches ({len(self.tied)} group(s), leader first):")
             lines += [f"  {', '.join(g)}" for g in self.tied]
@@ -91,6 +113,165 @@ class Report(list):  # type: ignore[type-arg]
             lines.append(f"not traced by torch.fx ({len(self.untraced)}):")
             lines += [f"  {s.name}: {s.reason}" for s in self.untraced]
         return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- small maps, dry runs
+
+
+class ReflectFallback:
+    """Mixin of the blur pools :func:`poolkit.convert.antialias` builds: reflect where the map allows, else replicate.
+
+    Reflection needs ``filt // 2`` below the size of the map the blur sees; a
+    CIFAR-sized ResNet's last stage has 2×2 maps and below. On such maps these
+    pools run with ``"replicate"`` instead (same output size); on larger maps they
+    are exactly the pool they extend (:class:`poolkit.nn.BlurPool2d`,
+    :class:`poolkit.nn.MaxBlurPool2d`, ...: same arguments, attributes, no new
+    state). For a maxblur the blur sees the dense max's output,
+    ``n + 2p - d (k - 1)`` cells per axis.
+
+    Example:
+        >>> pool = FallbackBlurPool2d(2, filt=4)
+        >>> pool(torch.rand(1, 3, 2, 2)).shape, pool.falls_back((2, 2)), pool.falls_back((3, 3))
+        (torch.Size([1, 3, 1, 1]), True, False)
+    """
+
+    #: the keyword of the blur's padding mode in ``fn``
+    _mode_key = "padding_mode"
+
+    def falls_back(self, size: tuple[int, ...] | torch.Size) -> bool:
+        """Whether an input of spatial ``size`` is too small to reflect (the blur then replicates)."""
+        limit = int(getattr(self, "filt")) // 2  # noqa: B009
+        return any(n <= limit for n in self._blurred(tuple(int(v) for v in size)))
+
+    def _blurred(self, size: tuple[int, ...]) -> tuple[int, ...]:
+        return size
+
+    def forward(self, x: Tensor) -> Any:
+        kw = self.fn_kwargs()  # type: ignore[attr-defined]
+        if kw.get(self._mode_key) == "reflect" and self.falls_back(x.shape[2:]):
+            self.check_input(x)  # type: ignore[attr-defined]
+            return type(self).fn(x, **{**kw, self._mode_key: "replicate"})  # type: ignore[attr-defined]
+        return super().forward(x)  # type: ignore[misc]
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()  # type: ignore[misc]
+        limit = int(getattr(self, "filt")) // 2  # noqa: B009
+        return f"{text}, replicate on maps of {limit} or fewer cells"
+
+
+class _MaxFallback(ReflectFallback):
+    _mode_key = "blur_padding_mode"
+
+    def _blurred(self, size: tuple[int, ...]) -> tuple[int, ...]:
+        d = len(size)
+        k = _ntuple(getattr(self, "kernel_size"), d)  # noqa: B009
+        dil = _ntuple(getattr(self, "dilation", 1), d)
+        pad = getattr(self, "padding", 0)
+        if pad == "same":
+            return size
+        p = (0,) * d if isinstance(pad, str) else _ntuple(pad, d)
+        return tuple(n + 2 * pi - di * (ki - 1) for n, pi, di, ki in zip(size, p, dil, k))
+
+
+def _ntuple(v: Any, d: int) -> tuple[int, ...]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * d
+
+
+class FallbackBlurPool1d(ReflectFallback, pnn.BlurPool1d):
+    """:class:`poolkit.nn.BlurPool1d` that replicates on maps too small to reflect (see :class:`ReflectFallback`)."""
+
+
+class FallbackBlurPool2d(ReflectFallback, pnn.BlurPool2d):
+    """:class:`poolkit.nn.BlurPool2d` that replicates on maps too small to reflect (see :class:`ReflectFallback`)."""
+
+
+class FallbackBlurPool3d(ReflectFallback, pnn.BlurPool3d):
+    """:class:`poolkit.nn.BlurPool3d` that replicates on maps too small to reflect (see :class:`ReflectFallback`)."""
+
+
+class FallbackMaxBlurPool1d(_MaxFallback, pnn.MaxBlurPool1d):
+    """:class:`poolkit.nn.MaxBlurPool1d` that replicates on maps too small to reflect (see :class:`ReflectFallback`)."""
+
+
+class FallbackMaxBlurPool2d(_MaxFallback, pnn.MaxBlurPool2d):
+    """:class:`poolkit.nn.MaxBlurPool2d` that replicates on maps too small to reflect (see :class:`ReflectFallback`)."""
+
+
+class FallbackMaxBlurPool3d(_MaxFallback, pnn.MaxBlurPool3d):
+    """:class:`poolkit.nn.MaxBlurPool3d` that replicates on maps too small to reflect (see :class:`ReflectFallback`)."""
+
+
+_FALLBACKS: dict[type, type] = {
+    pnn.BlurPool1d: FallbackBlurPool1d, pnn.BlurPool2d: FallbackBlurPool2d, pnn.BlurPool3d: FallbackBlurPool3d,
+    pnn.MaxBlurPool1d: FallbackMaxBlurPool1d, pnn.MaxBlurPool2d: FallbackMaxBlurPool2d,
+    pnn.MaxBlurPool3d: FallbackMaxBlurPool3d,
+}
+
+
+def with_fallback(pool: nn.Module) -> nn.Module:
+    """``pool`` (a poolkit blur or maxblur pool) made a :class:`ReflectFallback` in place; other modules as they are."""
+    cls = _FALLBACKS.get(type(pool))
+    if cls is not None:
+        pool.__class__ = cls
+    return pool
+
+
+class DryRun(NamedTuple):
+    """What :func:`dry_run` saw: output and input shapes of the watched modules, and the failure if any."""
+
+    outputs: dict[str, tuple[int, ...]]
+    inputs: dict[str, tuple[int, ...]]
+    output: tuple[int, ...] | None
+    where: str | None
+    error: str | None
+
+
+def dry_run(model: nn.Module, x: Tensor, names: set[str]) -> DryRun:
+    """One forward of ``x`` in eval mode without grad (the model's modes restored), watching ``names``.
+
+    Records the first output and input shape of each watched module, the model's
+    output shape, and, where the forward raises, the innermost module that was
+    running and the error.
+    """
+    outputs: dict[str, tuple[int, ...]] = {}
+    inputs: dict[str, tuple[int, ...]] = {}
+    stack: list[str] = []
+    handles = []
+    modes = [(m, m.training) for m in model.modules()]
+
+    def pre(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any) -> None:
+            stack.append(name)
+            if name in names and name not in inputs and args and isinstance(args[0], Tensor):
+                inputs[name] = tuple(args[0].shape)
+        return hook
+
+    def post(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, out: Any) -> None:
+            if stack and stack[-1] == name:
+                stack.pop()
+            if name in names and name not in outputs and isinstance(out, Tensor):
+                outputs[name] = tuple(out.shape)
+        return hook
+
+    for name, m in model.named_modules():
+        if name:
+            handles.append(m.register_forward_pre_hook(pre(name)))
+            handles.append(m.register_forward_hook(post(name)))
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(x)
+        shape = tuple(out.shape) if isinstance(out, Tensor) else None
+        return DryRun(outputs, inputs, shape, None, None)
+    except Exception as err:  # any failure of the user's forward is what we report
+        text = str(err).splitlines()[0] if str(err) else ""
+        return DryRun(outputs, inputs, None, stack[-1] if stack else "(model)", f"{type(err).__name__}: {text[:300]}")
+    finally:
+        for h in handles:
+            h.remove()
+        for m, mode in modes:
+            m.training = mode
 
 
 # ---------------------------------------------------------------- tied phases

@@ -19,16 +19,29 @@ is made, so an error leaves the model untouched.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
-from ._surgery import Change, PhaseFollower, PhaseLeader, PhaseLink, Report, Skip, analyse
+from ._surgery import (
+    Change,
+    DryRun,
+    PhaseFollower,
+    PhaseLeader,
+    PhaseLink,
+    ReflectFallback,
+    Report,
+    Skip,
+    analyse,
+    dry_run,
+    with_fallback,
+)
 from .registry import create_pool, get_pool_class, parse_spec
 
-__all__ = ["POOL_TYPES", "Change", "PhaseFollower", "PhaseLeader", "RatioPool", "Report", "Skip", "antialias",
-           "make_shift_invariant", "swap_pools"]
+__all__ = ["POOL_TYPES", "Change", "PhaseFollower", "PhaseLeader", "RatioPool", "ReflectFallback", "Report", "Skip",
+           "antialias", "make_shift_invariant", "swap_pools"]
 
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -157,7 +170,8 @@ def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return (model.get_submodule(parent_name) if parent_name else model), attr
 
 
-def _apply(model: nn.Module, plan: Iterable[tuple[str, nn.Module | None, str]]) -> list[Change]:
+def _apply(model: nn.Module, plan: Iterable[tuple[str, nn.Module | None, str]],
+           notes: dict[str, str] | None = None) -> list[Change]:
     """Carry out ``(name, replacement or None for an in-place edit, repr before)`` records."""
     changes = []
     for name, new, before in plan:
@@ -167,8 +181,96 @@ def _apply(model: nn.Module, plan: Iterable[tuple[str, nn.Module | None, str]]) 
             parent, attr = _parent(model, name)
             new.train(getattr(parent, attr).training)  # a new module runs in the mode of the one it replaces
             setattr(parent, attr, new)
-        changes.append(Change(name, before, _repr(new)))
+        changes.append(Change(name, before, _repr(new), (notes or {}).get(name, "")))
     return changes
+
+
+def _torch_size(n: int, k: int, s: int, p: int, dil: int, ceil: bool) -> int | None:
+    """Output size of a torch conv/pool along one axis (None where torch refuses the input)."""
+    eff = n + 2 * p - dil * (k - 1) - 1
+    if eff < 0:
+        return None
+    if not ceil:
+        return eff // s + 1
+    out = -(-eff // s) + 1
+    return out - 1 if (out - 1) * s >= n + p else out  # torch drops a last window that starts in the padding
+
+
+def _size_note(m: nn.Module, factor: tuple[int, ...]) -> str:
+    """Why and how the output size of strided layer ``m`` changes when it becomes "same" + ``ceil(n / s)``; or ""."""
+    d = _dim(m)
+    k = _tuple(getattr(m, "kernel_size", 1), d)
+    dil = _tuple(getattr(m, "dilation", 1), d)
+    pad = getattr(m, "padding", 0)
+    p = (0,) * d if isinstance(pad, str) else _tuple(pad, d)
+    ceil = bool(getattr(m, "ceil_mode", False))
+    parts = []
+    for ax in range(d):
+        s = factor[ax]
+        bad = [n for n in range(1, 257)
+               if (o := _torch_size(n, k[ax], s, p[ax], dil[ax], ceil)) is not None and o != -(-n // s)]
+        if not bad:
+            continue
+        c = 2 * p[ax] - dil[ax] * (k[ax] - 1) - 1
+        inner = "n" if c == 0 else f"n{c:+d}"
+        old = f"{'ceil' if ceil else 'floor'}(({inner})/{s})+1"
+        ex = next((n for n in bad if n >= 16), bad[0])
+        parts.append((ax, f"ceil(n/{s}) instead of {old}",
+                      f"{ex} -> {-(-ex // s)} instead of {_torch_size(ex, k[ax], s, p[ax], dil[ax], ceil)}"))
+    if not parts:
+        return ""
+    rule = "ceil" if ceil else "floor"
+    if len(parts) == d and len({(t, e) for _, t, e in parts}) == 1:
+        where = f"output size per axis: {parts[0][1]} (e.g. {parts[0][2]})"
+    else:
+        where = "; ".join(f"spatial axis {ax}: {t} (e.g. {e})" for ax, t, e in parts)
+        where = f"output size changes, {where}"
+    return (f"{where}; torch's rule {rule}((n+2p-d(k-1)-1)/s)+1 becomes ceil(n/s) (padding that keeps the input's "
+            "size, then subsampling): a layer after it that expects the old size (a Linear after Flatten) must be "
+            "adapted")
+
+
+def _example(model: nn.Module, example_input: Any) -> DryRun | None:
+    """The model's dry run on ``example_input`` before surgery (None without one); an error leaves it untouched."""
+    if example_input is None:
+        return None
+    if not isinstance(example_input, Tensor):
+        raise TypeError(f"example_input must be a torch.Tensor (one batch the model takes) or None, "
+                        f"got {type(example_input).__name__}")
+    before = dry_run(model, example_input, {name for name, _ in model.named_modules() if name})
+    if before.error is not None:
+        raise ValueError(f"example_input: the model fails on it before surgery, in {before.where}: {before.error}")
+    return before
+
+
+def _check_example(model: nn.Module, x: Tensor, before: DryRun, changes: list[Change], what: str) -> list[Skip]:
+    """Run ``x`` through the converted model: size facts into the changes' notes, failures returned (and warned)."""
+    fallbacks = {name: m for name, m in model.named_modules() if isinstance(m, ReflectFallback)}
+    after = dry_run(model, x, {c.name for c in changes} | set(fallbacks))
+    for i, c in enumerate(changes):
+        extra = []
+        if c.note.startswith("output size") and c.name in before.outputs and c.name in after.outputs:
+            old, new = before.outputs[c.name][2:], after.outputs[c.name][2:]
+            extra.append(f"on example_input: {old} -> {new}" if old != new else
+                         f"on example_input the size is unchanged: {new}")
+        for name, fb in fallbacks.items():
+            if (name == c.name or name.startswith(c.name + ".")) and name in after.inputs:
+                size = after.inputs[name][2:]
+                extra.append(f"on example_input {name} blurs {size}: "
+                             f"{'replicates' if fb.falls_back(size) else 'reflects'}")
+        if extra:
+            changes[i] = c._replace(note="; ".join(([c.note] if c.note else []) + extra))
+    failures = []
+    where = f"forward on example_input of shape {tuple(x.shape)}"
+    if after.error is not None:
+        failures.append(Skip(after.where or "(model)", where, after.error + " (the layer that raised, or the first "
+                             "after a size change, is where the model must be adapted)"))
+    elif after.output != before.output:
+        failures.append(Skip("(model)", where, f"output shape {before.output} before surgery, {after.output} after"))
+    for f in failures:
+        warnings.warn(f"{what}: the converted model fails ({f.what}) at {f.name}: {f.reason}; see the Report",
+                      stacklevel=3)
+    return failures
 
 
 def _repr(m: nn.Module) -> str:
@@ -293,8 +395,18 @@ _BLUR_MODES = ("reflect", "replicate", "zeros", "circular")
 _INDICES = "return_indices=True: a MaxUnpool downstream needs the indices of this exact pooling"
 
 
+def _fallback(pool: nn.Module, mode: str) -> nn.Module:
+    """``pool`` as it is, or, reflect-padded, a :class:`ReflectFallback` (replicate on maps too small to reflect)."""
+    return with_fallback(pool) if mode == "reflect" and int(getattr(pool, "filt")) > 1 else pool  # noqa: B009
+
+
+def _fallback_note(filt: int) -> str:
+    return (f"blur reflects the border, and replicates it on maps of {filt // 2} or fewer cells along an axis "
+            "(reflection needs filt // 2 below the size; same output size)")
+
+
 def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool = True,
-              padding_mode: str = "reflect") -> Report:
+              padding_mode: str = "reflect", *, example_input: Tensor | None = None) -> Report:
     """Zhang's anti-aliasing recipe on any model, 1-D to 3-D.
 
     - ``MaxPool(k, s, p)`` with ``s > 1`` -> ``maxblur(k, s, p, filt)`` (dense max, then blurpool);
@@ -307,15 +419,27 @@ def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool =
       blur, after the norm layer: the original ReLU then changes nothing. A conv with
       circular padding gets a circular blur.
 
-    The blur pads with ``padding_mode`` (``"reflect"`` as antialiased-cnns; reflection
-    needs ``filt // 2`` below every map size it meets, so small maps at the end of a
-    deep net want ``"replicate"``, ``"zeros"`` or ``"circular"``).
+    The blur pads with ``padding_mode`` (``"reflect"`` as antialiased-cnns). Reflection
+    needs ``filt // 2`` below the size of the map it blurs; a CIFAR-sized ResNet's
+    last stage has 2×2 maps and below, so with ``"reflect"`` each blur is wrapped in
+    a :class:`ReflectFallback` (``FallbackBlurPool2d``, ``FallbackMaxBlurPool2d``, ...:
+    subclasses of the poolkit pools, same arguments and state): on a map of
+    ``filt // 2`` or fewer cells along an axis it replicates the border instead
+    (same output size), and reflects everywhere else; each such :class:`Change`
+    says so in its ``note``.
 
-    Output sizes are unchanged (blurpool gives ``ceil(L / s)``, the size of a
-    "same"-padded strided layer; maxblur keeps max pooling's size). What cannot be
-    anti-aliased is left as it was and reported: pools with ``ceil_mode=True``,
-    ``LPPool``, fractional pools, functional pooling calls in a ``forward`` (found by
-    ``torch.fx``).
+    Output sizes of convolutions (at stride 1, then blurpool's ``ceil(L / s)``) and
+    max pools (maxblur keeps max pooling's size) are unchanged. A strided average
+    pool becomes ``blurpool(s)``, of size ``ceil(L / s)``: where that differs from
+    the pool's (``AvgPool2d(2)`` on odd sizes, ``AvgPool2d(3, 2)``) its ``Change.note``
+    says how. What cannot be anti-aliased is left as it was and reported: pools with
+    ``ceil_mode=True``, ``LPPool``, fractional pools, functional pooling calls in a
+    ``forward`` (found by ``torch.fx``).
+
+    With ``example_input`` (one batch the model takes), the model runs it once before
+    and once after surgery (eval mode, no grad, modes restored): the notes then say
+    which blurs replicate at that size, and ``.failures`` (with a warning) names the
+    module that raises or an output shape that changed.
 
     Args:
         model: any module; edited in place.
@@ -323,11 +447,16 @@ def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool =
         convs: anti-alias strided convolutions.
         pools: anti-alias strided max and average pooling.
         padding_mode: the blur's border: ``"reflect"``, ``"replicate"``, ``"zeros"`` or ``"circular"``.
+        example_input: optional input batch for a dry run before and after (see above).
 
     Returns:
         A :class:`Report`: one :class:`Change` per edited module (a conv followed by an
         activation gives two: the conv at stride 1, and the activation with the blur),
-        and in ``.skipped`` / ``.untraced`` what was left as it was.
+        in ``.skipped`` / ``.untraced`` what was left as it was, in ``.failures`` what
+        fails on ``example_input``.
+
+    Raises:
+        ValueError: a bad argument, or a model that fails on ``example_input`` before surgery.
 
     Example:
         >>> import torch
@@ -341,7 +470,10 @@ def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool =
         raise ValueError(f"filt must be an int >= 1, got {filt!r}")
     if padding_mode not in _BLUR_MODES:
         raise ValueError(f"padding_mode must be one of {_BLUR_MODES}, got {padding_mode!r}")
+    example = _example(model, example_input)
     plan: list[tuple[str, nn.Module | None, str]] = []
+    notes: dict[str, str] = {}
+    wrap_note = _fallback_note(filt) if padding_mode == "reflect" and filt > 1 else ""
     restride: list[nn.Module] = []
     skipped: list[Skip] = []
     strided = {name: ("sub", tuple(m.stride)) for name, m in model.named_modules()
@@ -362,14 +494,18 @@ def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool =
             elif isinstance(m, _MAX):
                 new = create_pool("maxblur", dim=_dim(m), kernel_size=m.kernel_size, stride=_factor(m),
                                   padding=m.padding, dilation=m.dilation, filt=filt, blur_padding_mode=padding_mode)
-                plan.append((name, new, repr(m)))
+                plan.append((name, _fallback(new, padding_mode), repr(m)))
+                notes[name] = wrap_note
             else:
                 blur = create_pool("blurpool", dim=_dim(m), kernel_size=_factor(m), filt=filt,
                                    padding_mode=padding_mode)
-                plan.append((name, blur, repr(m)))
+                plan.append((name, _fallback(blur, padding_mode), repr(m)))
+                notes[name] = "; ".join(t for t in (_size_note(m, _factor(m)), wrap_note) if t)
         elif convs and isinstance(m, _CONVS) and _strided(m.stride):
             mode = "circular" if m.padding_mode == "circular" else padding_mode
-            blur = create_pool("blurpool", dim=_dim(m), kernel_size=tuple(m.stride), filt=filt, padding_mode=mode)
+            blur = _fallback(create_pool("blurpool", dim=_dim(m), kernel_size=tuple(m.stride), filt=filt,
+                                         padding_mode=mode), mode)
+            blur_note = wrap_note if mode == "reflect" else ""
             act = _after_activation(model, name)
             host, relu = None, None
             if act is None and name in after:
@@ -385,19 +521,26 @@ def antialias(model: nn.Module, filt: int = 4, convs: bool = True, pools: bool =
                 plan.append((name, None, repr(m)))
                 a = model.get_submodule(act)
                 plan.append((act, nn.Sequential(a, blur), repr(a)))
+                notes[act] = blur_note
             elif relu is not None and host is not None:
                 plan.append((name, None, repr(m)))
                 h = model.get_submodule(host)
                 plan.append((host, nn.Sequential(h, relu, blur), repr(h)))
+                notes[host] = blur_note
             elif relu is not None:
                 plan.append((name, nn.Sequential(m, relu, blur), repr(m)))
+                notes[name] = blur_note
             else:
                 plan.append((name, nn.Sequential(m, blur), repr(m)))
+                notes[name] = blur_note
         else:
             _common_skips(name, m, skipped)
     for conv in restride:
         _restride(conv)
-    return Report(_apply(model, plan), skipped + analysis.skipped, (), analysis.untraced)
+    changes = _apply(model, plan, notes)
+    failures = [] if example is None else _check_example(model, example_input, example, changes,  # type: ignore[arg-type]
+                                                         "antialias")
+    return Report(changes, skipped + analysis.skipped, (), analysis.untraced, failures)
 
 
 _METHODS = ("aps", "lps", "blur")
@@ -429,7 +572,8 @@ def _dense(kind: str, m: nn.Module) -> nn.Module:
     return create_pool("lp", dim=d, **geo)
 
 
-def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: bool = True) -> Report:
+def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: bool = True,
+                         example_input: Tensor | None = None) -> Report:
     """Make a convolutional model invariant to circular shifts of its input.
 
     Every convolution with padding gets ``padding_mode="circular"``; wherever a
@@ -445,6 +589,21 @@ def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: b
       count is the conv's ``out_channels``, for pools that of the closest conv or
       norm layer registered before it.
     - ``"blur"``: blurpool with circular padding (approximate invariance only).
+
+    **Output sizes can change.** The size-keeping padding is what exact invariance
+    needs (every window wraps around), so a subsampled map has ``ceil(n / s)`` cells
+    per axis, where the layer before surgery gave torch's
+    ``floor((n + 2p - d (k - 1) - 1) / s) + 1``: equal for "same"-padded layers
+    (``Conv2d(3, stride=2, padding=1)``, ``MaxPool2d(3, 2, 1)``, 1×1 convs), not for
+    unpadded ones (``Conv2d(k=3, stride=2)``: 32 -> 16 instead of 15;
+    ``MaxPool2d(3, 2)``: 15 -> 8 instead of 7; ``MaxPool2d(2)`` on odd sizes). Each
+    such layer's :class:`Change` says so in its ``note``, with the formula and an
+    example; a layer after it that expects the old size (a ``Linear`` after
+    ``Flatten``) must be adapted. Give ``example_input`` (one batch the model
+    takes) and the model runs it once before and once after surgery (eval mode, no
+    grad, modes restored): the notes then give the sizes at that input, and
+    ``.failures`` (with a warning) names the module that raises on it (e.g. the
+    ``Linear``) or an output shape that changed.
 
     With ``tie_phases`` (APS and LPS), the model is traced with ``torch.fx``; layers
     that subsample the same grid (a residual block's strided ``conv1`` or ``conv2``
@@ -464,10 +623,15 @@ def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: b
             (``"aps:norm=l1"``, ``"blur:filt=5"``) is accepted too.
         tie_phases: one phase per subsampled grid across branches (default); False gives
             every subsampling its own APS/LPS.
+        example_input: optional input batch for a dry run before and after (see above).
 
     Returns:
-        A :class:`Report`: one :class:`Change` per edited module, ``.tied`` (groups
-        sharing a phase, leader first), ``.skipped`` and ``.untraced``.
+        A :class:`Report`: one :class:`Change` per edited module (``note``: a changed
+        output size), ``.tied`` (groups sharing a phase, leader first), ``.skipped``,
+        ``.untraced`` and ``.failures`` (what fails on ``example_input``).
+
+    Raises:
+        ValueError: a bad ``method``, or a model that fails on ``example_input`` before surgery.
 
     Example:
         >>> import torch
@@ -478,6 +642,9 @@ def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: b
         >>> x = torch.rand(1, 3, 15, 15)
         >>> torch.allclose(net(x), net(x.roll((4, 7), (2, 3))), atol=1e-6)
         True
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.Flatten(), nn.Linear(4 * 15 * 15, 10))
+        >>> print(make_shift_invariant(net)[0].note)  # doctest: +ELLIPSIS
+        output size per axis: ceil(n/2) instead of floor((n-3)/2)+1 (e.g. 16 -> 8 instead of 7); ...
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -486,6 +653,7 @@ def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: b
     base, params = parse_spec(method) if isinstance(method, str) else ("", {})
     if base not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS} (optionally with parameters), got {method!r}")
+    example = _example(model, example_input)
 
     def pool(d: int, factor: tuple[int, ...], channels: int | None, name: str) -> nn.Module:
         if base == "blur":
@@ -499,6 +667,7 @@ def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: b
         return create_pool("aps", dim=d, kernel_size=factor, **params)
 
     subs: list[_Sub] = []
+    notes: dict[str, str] = {}
     plan: list[tuple[str, nn.Module | None, str]] = []
     edits: list[tuple[nn.Module, dict[str, Any]]] = []
     skipped: list[Skip] = []
@@ -523,6 +692,7 @@ def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: b
                     parts = [getattr(nn, f"CircularPad{d}d")(pads), m]
                     edits.append((m, {"stride": (1,) * d, "padding": (0,) * d, "padding_mode": "zeros"}))
                 subs.append(_Sub(name, parts, pool(d, factor, channels, name), factor, repr(m)))
+                notes[name] = _size_note(m, factor)
                 kinds[name] = ("sub", factor)
             elif padding == "same":
                 if m.padding_mode != "circular" and any(k > 1 for k in _tuple(m.kernel_size, d)):
@@ -552,6 +722,7 @@ def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: b
                 factor = _factor(m)
                 dense: list[nn.Module] = [] if all(v == 1 for v in k) else [_dense(stat, m)]
                 subs.append(_Sub(name, dense, pool(d, factor, channels, name), factor, repr(m)))
+                notes[name] = _size_note(m, factor)
                 kinds[name] = ("sub", factor)
             elif all(v == 1 for v in k):
                 kinds[name] = "keep"
@@ -581,7 +752,9 @@ def make_shift_invariant(model: nn.Module, method: str = "aps", *, tie_phases: b
     for mod, attrs in edits:
         for key, value in attrs.items():
             setattr(mod, key, value)
-    changes = _apply(model, plan + [(s.name, nn.Sequential(*s.parts, s.pool), s.before) for s in subs])
+    changes = _apply(model, plan + [(s.name, nn.Sequential(*s.parts, s.pool), s.before) for s in subs], notes)
     order = {name: i for i, (name, _) in enumerate(model.named_modules())}
     changes.sort(key=lambda c: order.get(c.name, -1))
-    return Report(changes, skipped + analysis.skipped, tied, analysis.untraced)
+    failures = [] if example is None else _check_example(model, example_input, example, changes,  # type: ignore[arg-type]
+                                                         "make_shift_invariant")
+    return Report(changes, skipped + analysis.skipped, tied, analysis.untraced, failures)

@@ -386,7 +386,14 @@ def audit(
         from poolkit import convert
 
         fixed = copy.deepcopy(model)
-        changes = convert.antialias(fixed) if fix == "blur" else convert.make_shift_invariant(fixed, method="aps")
+        example = x[:1]  # a dry run: the report's notes give the sizes at this input, .failures what breaks
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the failure is raised below, with the whole report
+            changes = (convert.antialias(fixed, example_input=example) if fix == "blur"
+                       else convert.make_shift_invariant(fixed, method="aps", example_input=example))
+        if any(not f.reason.startswith("output shape") for f in changes.failures):  # a forward that raises
+            raise ValueError(f"--fix {fix}: the converted model does not run on these inputs as the model did; "
+                             f"adapt the layers named below:\n{changes.text(f'surgery (--fix {fix})')}")
         fixed.eval()
         result.changes = changes
         result.fixed_model = fixed
