@@ -473,3 +473,27 @@ def test_flatten_by_view_works_in_eval_as_in_training(module):
     with torch.inference_mode():
         c = m(x.detach()).view(2, -1)
     assert torch.equal(a.detach(), b) and torch.equal(b, c)
+
+
+@pytest.mark.parametrize("name", ["median", "topk"])
+@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "view"])
+def test_input_gradient_layout_is_the_reference_formulas(name, d, layout):
+    # autograd.grad hands back the backward's own tensor (.grad would be re-laid by AccumulateGrad)
+    import poolkit
+
+    shape = (2, 3) + (8,) * d
+    x = torch.randn(*shape)
+    if layout == "channels_last":
+        x = torch.randn(2, *shape[2:], 3).movedim(-1, 1)
+    elif layout == "view":
+        x = torch.randn(*shape[:-1], 16)[..., ::2]
+    grads = []
+    for on in (True, False):
+        xx = x.detach().requires_grad_()
+        with poolkit.fast_paths(on):
+            y = PF.median_pool(xx, 3, padding=1) if name == "median" else PF.topk_pool(xx, 3, k=2, padding=1)
+            (g,) = torch.autograd.grad(y, xx, torch.ones_like(y))
+        grads.append(g)
+    assert grads[0].stride() == grads[1].stride()
+    torch.testing.assert_close(grads[0], grads[1])

@@ -204,7 +204,10 @@ def _scatter(src: Tensor, s: WindowViews, masks: list[Tensor], g: Tensor) -> Ten
     to distinct cells, so an in-place add per offset is right even for overlapping windows.
     """
     differentiable = torch.is_grad_enabled()  # double backward: autograd records the in-place adds
-    out = torch.empty_like(src) if s.tiles and not differentiable else torch.zeros_like(src)
+    # contiguous, as the reference formula's gradient is for every input layout
+    fmt = torch.contiguous_format
+    out = torch.empty_like(src, memory_format=fmt) if s.tiles and not differentiable else torch.zeros_like(
+        src, memory_format=fmt)
     gw = s.view(out)
     zero = g.new_zeros(())
     for o, m in zip(_offsets(tuple(gw.shape[g.ndim:])), masks):
