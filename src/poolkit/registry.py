@@ -75,6 +75,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         key, eq, val = item.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"spec parameters must be key=value pairs separated by commas, got {item!r} in {spec!r}")
+        if key.strip() in params:
+            raise ValueError(f"spec {spec!r} sets {key.strip()!r} twice; give each parameter once")
         params[key.strip()] = _value(val)
     return name.strip().lower(), params
 

@@ -217,3 +217,16 @@ def test_adaptive_needs_output_size():
             cls(None)
 
 
+
+
+def test_fractional_max_pool_unbatched_and_target_size_beside_the_window():
+    torch.manual_seed(0)
+    x, u = torch.randn(3, 11, 11), torch.rand(1, 3, 2)
+    ours = pnn.FractionalMaxPool2d(2, output_size=5, _random_samples=u)(x)
+    torch.testing.assert_close(ours, torch.nn.FractionalMaxPool2d(2, output_size=5, _random_samples=u)(x))
+    assert ours.shape == (3, 5, 5)
+
+
+def test_adaptive_form_refuses_a_window_too():
+    with pytest.raises(ValueError, match="output_size.*kernel_size"):
+        pnn.AvgPool2d(3, 1, 1, output_size=2)

@@ -29,6 +29,8 @@ class _PoolNd(nn.Module):
     conformance_skip: ClassVar[dict[str, str]] = {}
     #: torch namesakes accept unbatched ``(C, *spatial)`` input, as torch's modules do
     _unbatched: ClassVar[bool] = False
+    #: output_size means the adaptive form, which takes no window (False where it is a target size beside a window)
+    _output_size_is_adaptive: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -43,6 +45,10 @@ class _PoolNd(nn.Module):
         super().__init__()
         if not self._has_dilation and dilation != 1:
             raise ValueError(f"dilation is not supported by {type(self).__name__}; accepted: 1")
+        if self._output_size_is_adaptive and output_size is not None and (kernel_size is not None or stride is not None or padding not in (0, None)):
+            raise ValueError(f"{type(self).__name__}: output_size={output_size!r} (the adaptive form) does not take "
+                             f"kernel_size, stride or padding, got kernel_size={kernel_size!r}, stride={stride!r}, "
+                             f"padding={padding!r}; give one form")
         check_args(self._dim, kernel_size, stride, padding, dilation, padding_mode, output_size)
         self.kernel_size = kernel_size
         self.stride = stride

@@ -85,6 +85,8 @@ class _FractionalMaxPoolNd(_PoolNd):
     """
 
     fn = staticmethod(PF.fractional_max_pool)
+    _unbatched = True  # torch's (C, *spatial) form (handled in forward)
+    _output_size_is_adaptive = False  # a target size beside the window (torch's kernel_size + output_size)
     conformance_skip: ClassVar[dict[str, str]] = {
         "shape": "output size is output_size or int(L * output_ratio), not the max-pool stride/padding formula",
         "global": "the suite's kernel_size=5 window on a 5-cell input cannot fit the default output_ratio=0.5 "
@@ -124,6 +126,9 @@ class _FractionalMaxPoolNd(_PoolNd):
         self._random_samples = _random_samples
 
     def forward(self, x: Tensor) -> Any:
+        if isinstance(x, Tensor) and x.ndim == self._dim + 1:  # torch's unbatched form
+            y = self.forward(x.unsqueeze(0))
+            return tuple(t.squeeze(0) for t in y) if isinstance(y, tuple) else y.squeeze(0)
         self.check_input(x)
         kw = self.fn_kwargs()
         if self.mean_stride is not None:  # max pooling's output size for this kernel and stride
