@@ -45,7 +45,8 @@ class _PoolNd(nn.Module):
         super().__init__()
         if not self._has_dilation and dilation != 1:
             raise ValueError(f"dilation is not supported by {type(self).__name__}; accepted: 1")
-        if self._output_size_is_adaptive and output_size is not None and (kernel_size is not None or stride is not None or padding not in (0, None)):
+        window = kernel_size is not None or stride is not None or padding not in (0, None)
+        if self._output_size_is_adaptive and output_size is not None and window:
             raise ValueError(f"{type(self).__name__}: output_size={output_size!r} (the adaptive form) does not take "
                              f"kernel_size, stride or padding, got kernel_size={kernel_size!r}, stride={stride!r}, "
                              f"padding={padding!r}; give one form")
