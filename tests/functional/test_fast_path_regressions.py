@@ -100,6 +100,10 @@ def _names() -> list[str]:
     return poolkit.list_pools()
 
 
+# the one pool whose output size depends on a tensor's value reads it once per call, by design
+_READS_HOST = {"diffstride": "its output size follows the learned stride: one small device-to-host read per call"}
+
+
 @pytest.mark.parametrize("dim", [1, 2, 3])
 @pytest.mark.parametrize("name", _names())
 def test_a_flattening_view_works_in_train_and_eval(name, dim, device):
@@ -122,6 +126,8 @@ def test_no_host_sync_on_cuda(name, device):
     """Forward and backward of every pool, fast kernels on, never synchronise with the host on CUDA."""
     if device.type != "cuda":
         pytest.skip("host syncs are observable on CUDA only (run with --device cuda)")
+    if name in _READS_HOST:
+        pytest.skip(f"{name}: {_READS_HOST[name]}")
     x = (torch.rand(4, _C, 16, 16, device=device) + 0.1).requires_grad_(True)
     pool = _pool(name, 2, device).eval()
     pool(x)  # warm-up: lazy init may sync once
@@ -142,6 +148,8 @@ def test_no_host_sync_on_cuda(name, device):
 def test_reference_formula_has_no_data_dependent_branch(name):
     """The reference formulas compile as one graph (``fullgraph=True``): no ``bool(tensor)``, ``.item()`` or
     other data-dependent Python branch, which would be a host sync on CUDA and a graph break here."""
+    if name in _READS_HOST:
+        pytest.skip(f"{name}: {_READS_HOST[name]}")
     torch._dynamo.reset()
     pool = _pool(name, 2, "cpu").eval()
     x = torch.rand(2, _C, 8, 8) + 0.1
