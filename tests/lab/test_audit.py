@@ -272,3 +272,21 @@ def test_fix_says_what_it_could_not_do(netfile: Path, tmp_path: Path) -> None:
     assert "surgery (--fix aps): 2 change(s)" in text and "  conv: Conv2d(1, 4" in text
     assert "left as they were (2):" in text and "  (model): max_pool2d() in forward: a functional call" in text
     assert "not traced by torch.fx (1):" in text and "  block: data-dependent control flow" in text
+
+
+def test_audit_device(netfile: Path, tmp_path: Path) -> None:
+    model = load_model(f"{netfile}:small")
+    res = audit(model, (1, 16, 16), n_samples=4, n_profile=2, device="cpu")
+    assert 0.0 <= res.consistency.consistency <= 1.0
+    with pytest.raises(ValueError, match="device"):
+        audit(model, (1, 16, 16), n_samples=4, n_profile=2, device="tpu")
+    res = CliRunner().invoke(_app(), ["audit", f"{netfile}:small", "--input-shape", "1,16,16", "--device", "gpu0",
+                                      "--out", str(tmp_path / "x.png")])
+    assert res.exit_code == 2 and "device must be" in res.output
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_audit_on_cuda_leaves_the_model_where_it_was(netfile: Path) -> None:
+    model = load_model(f"{netfile}:small")
+    res = audit(model, (1, 16, 16), n_samples=4, n_profile=2, device="cuda", fix="aps")
+    assert next(model.parameters()).device.type == "cpu" and res.fixed_profile is not None

@@ -321,6 +321,7 @@ def audit(
     n_profile: int = 16,
     seed: int = 0,
     data_name: str | None = None,
+    device: str | torch.device | None = None,
 ) -> AuditResult:
     """Profile a model's shift behaviour layer by layer, and optionally fix it.
 
@@ -338,6 +339,8 @@ def audit(
         n_profile: inputs for the profile (each is run once per shift, in one batch).
         seed: seed of the random inputs and of the consistency metrics' random shifts.
         data_name: how to describe ``data`` in the report.
+        device: where to measure: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; default CUDA when available, else
+            the CPU. A model elsewhere is measured as a copy moved there (the model itself stays put).
 
     Returns:
         :class:`AuditResult` (``.table()``, ``.plot()``, ``.frames()``, ``.summary()``).
@@ -366,6 +369,12 @@ def audit(
         if tuple(data.shape[1:]) != shape or len(data) == 0:
             raise ValueError(f"data must have shape (N >= 1, {', '.join(map(str, shape))}), got {tuple(data.shape)}")
         x, described = data[:n_samples].float(), data_name or "given data"
+    from .train import _device_of, resolve_device
+
+    dev = resolve_device(device)  # ValueError naming the device when it is malformed or absent
+    if _device_of(model) != dev:
+        model = copy.deepcopy(model).to(dev)
+    x = x.to(dev)
     k = len(shape) - 1
     shift_list = parse_shift_list(None, k) if shifts is None else [tuple(int(v) for v in s) for s in shifts]
     for s in shift_list:
@@ -419,6 +428,7 @@ def audit_cli(
     profile_samples: int = typer.Option(16, "--profile-samples", min=1, help="inputs for the layer profile"),
     out: Path = typer.Option(Path("poolkit-audit.png"), "--out", help="profile plot (PNG)"),  # noqa: B008
     seed: int = typer.Option(0, "--seed"),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N [default: cuda when available]"),
 ) -> None:
     """Audit a model's shift equivariance and invariance layer by layer; --fix shows surgery's effect."""
     try:
@@ -426,7 +436,7 @@ def audit_cli(
         net = load_model(model, weights)
         x, described = load_inputs(data, shape, samples, seed)
         result = audit(net, shape, data=x, shifts=parse_shift_list(shifts, len(shape) - 1), mode=mode, fix=fix,
-                       n_samples=samples, n_profile=profile_samples, seed=seed, data_name=described)
+                       n_samples=samples, n_profile=profile_samples, seed=seed, data_name=described, device=device)
     except (ValueError, TypeError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
