@@ -103,6 +103,7 @@ class _MinPoolNd(_MaxPoolNd):
     """Min pooling, with :class:`MaxPool2d`'s arguments; see :func:`poolkit.functional.min_pool`."""
 
     fn = staticmethod(PF.min_pool)
+    _unbatched = False  # no torch namesake: poolkit's (N, C, *spatial) contract, a wrong rank is refused
 
 
 class MaxPool1d(_MaxPoolNd):
