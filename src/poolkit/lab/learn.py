@@ -297,7 +297,7 @@ def train_learned(
     model: LearnedLeverNet, ds: Dataset, config: Any, learn: LearnConfig, seed: int, progress: bool = False
 ) -> list[float]:
     """Train weights and lever together; return the learned λ's trajectory (about 50 points)."""
-    from .train import _autocast, _class_weights, _device_of
+    from .train import _autocast, _class_weights, _device_of, optimizer_step
 
     dev = _device_of(model)
     weight = _class_weights(ds, config)
@@ -333,14 +333,7 @@ def train_learned(
             loss = (model.weights().detach() * losses).sum()
         else:
             loss = losses.mean()
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+        optimizer_step(loss, opt, scaler)
         if step % learn.arch_every == 0:
             if learn.objective == "val":
                 # first-order: α's gradient on a held-out batch at the current weights; the conv

@@ -194,6 +194,18 @@ def _autocast(dev: torch.device, amp: bool) -> Any:
     return torch.autocast(device_type=dev.type, dtype=torch.float16 if dev.type == "cuda" else torch.bfloat16)
 
 
+def optimizer_step(loss: Tensor, opt: torch.optim.Optimizer, scaler: Any = None) -> None:
+    """One step on ``loss``: gradients cleared, then backward and step, through ``scaler`` when given (amp)."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+
+
 def _class_weights(ds: Dataset, config: TrainConfig) -> Tensor | None:
     mode = config.class_weight
     if mode == "none" or (mode == "auto" and ds.num_classes != 2):
@@ -234,14 +246,7 @@ def train_model(model: torch.nn.Module, ds: Dataset, config: TrainConfig, seed: 
         yb = ds.y_train[idx].to(dev, non_blocking=True)
         with _autocast(dev, config.amp):
             loss = F.cross_entropy(model(xb), yb, weight=weight)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+        optimizer_step(loss, opt, scaler)
         if bar is not None:
             bar.update()
     if bar is not None:
