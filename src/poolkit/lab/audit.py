@@ -24,7 +24,6 @@ import copy
 import importlib
 import importlib.util
 import math
-import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -195,13 +194,9 @@ def _import_factory(spec: str) -> Any:
         path = Path(mod_name)
         if not path.is_file():
             raise ValueError(f"model file {mod_name!r} does not exist")
-        name = f"_poolkit_audit_{path.stem}"
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        if module_spec is None or module_spec.loader is None:
-            raise ValueError(f"cannot import {mod_name!r}")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
-        module_spec.loader.exec_module(module)
+        from .custom import _import_file  # the lab's one importer of a user's file
+
+        module = _import_file(path, spec)
     else:
         try:
             module = importlib.import_module(mod_name)
