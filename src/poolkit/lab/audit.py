@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import importlib
-import importlib.util
 import math
 import warnings
 from collections.abc import Sequence
