@@ -359,7 +359,8 @@ def train_learned(
 
 
 def run_learned_trial(
-    ds: Dataset, pool: str, seed: int, config: Any = None, learn: LearnConfig | None = None, progress: bool = False
+    ds: Dataset, pool: str, seed: int, config: Any = None, learn: LearnConfig | None = None, progress: bool = False,
+    holdout: tuple[Tensor, Tensor] | None = None,
 ) -> dict[str, Any]:
     """Train and measure one learned-λ network (statistic ``pool``, ``seed``) on ``ds``.
 
@@ -370,6 +371,7 @@ def run_learned_trial(
         config: a :class:`poolkit.lab.train.TrainConfig` (steps, batch size, lr, conv width, padding...).
         learn: the learned-λ options (default :class:`LearnConfig`).
         progress: show a progress bar over steps.
+        holdout: ``(X, y)`` held out of the training set (a search's validation part): adds ``val_acc``.
 
     Returns:
         What :func:`poolkit.lab.train.run_trial` returns (accuracies, consistency, ... of the trained
@@ -398,6 +400,10 @@ def run_learned_trial(
         trajectory = train_learned(model, ds, config, learn, seed, progress)
         m: dict[str, Any] = dict(evaluate(model, ds, config, seed))  # type: ignore[arg-type]
         model.eval()
+        if holdout is not None:
+            from .search import validation_metrics
+
+            m.update(validation_metrics(model, *holdout, amp=config.amp))
         m.update(trial_compute(model, ds.X_test[:256].to(dev), amp=config.amp))
     finally:
         torch.set_num_threads(threads)

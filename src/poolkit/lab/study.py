@@ -33,6 +33,7 @@ Default study name: ``"<dataset>-<padding>"`` (``"mnist1d-zeros"``), or
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import json
@@ -84,6 +85,10 @@ class StudyConfig:
         data_options: passed to the loader.
         train: training configuration (its ``device`` and ``amp`` included).
         n_trials: when set, a TPE search over continuous λ (and the statistic) with this many trials.
+        search_space: with ``n_trials``, the network's knobs the search also samples, and whether λ may be
+            learned (``"arch"``, ``"channels=16..128,kernel_size=3|5|7,lr,learn"``; see
+            :mod:`poolkit.lab.search`). Searched trials are then scored on a held-out 20 % of the
+            training set (``val_acc``), never on the test set.
         model: None (the reference LeverNet) or the user's factory: ``"path/to/file.py:FUNC"``,
             ``"package.module:FUNC"`` or a callable ``FUNC(in_channels, num_classes)`` returning an
             ``nn.Module`` (a module-level function when ``workers > 1``); see :mod:`poolkit.lab.custom`.
@@ -101,6 +106,7 @@ class StudyConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000))
     n_trials: int | None = None
     model: Any = None
+    search_space: Any = None
 
     def __post_init__(self) -> None:
         from .learn import parse_learn
@@ -112,6 +118,7 @@ class StudyConfig:
         if self.learn and self.model is not None:
             raise ValueError("levers='learn' trains the lab's reference network; it does not take model= yet "
                              "(sweep your model's λ with a grid of levers instead)")
+        self._check_search_space()
         if isinstance(self.pools, str):
             self.pools = split_specs(self.pools)
         self.pools = [str(p).strip() for p in self.pools]
@@ -131,6 +138,22 @@ class StudyConfig:
 
             resolve_factory(self.model)  # a missing file, module or function is refused here
             model_name(self.model)
+
+    def _check_search_space(self) -> None:
+        from .search import parse_search_space
+
+        self.search_space = parse_search_space(self.search_space)
+        space = self.search_space
+        if space is None:
+            return
+        if self.n_trials is None:
+            raise ValueError("search_space is sampled by the TPE search: give n_trials too "
+                             "(--sampler tpe --n-trials N)")
+        arch = sorted(set(space.knobs) & {"channels", "blocks", "kernel_size", "padding"})
+        if self.model is not None and (arch or space.learn):
+            raise ValueError(f"search_space: {', '.join(arch + (['learn'] if space.learn else []))} shape the lab's "
+                             "reference network, not a model= factory; search lr, steps, weight_decay or "
+                             "batch_size for your model")
 
     @property
     def model_name(self) -> str:
@@ -156,6 +179,8 @@ class StudyConfig:
         }
         if self.model is not None:
             ident["model"] = self.model_name
+        if self.search_space is not None:
+            ident["search_space"] = self.search_space.describe()
         if train_fn is not None:
             from .custom import model_name
 
@@ -262,12 +287,19 @@ def _retry(make: Any, attempts: int = 6) -> Any:
     raise AssertionError("unreachable")
 
 
-def _load_or_create(storage_url: str, name: str, config: StudyConfig, train_fn: TrainFn | None = None) -> Any:
+def _load_or_create(
+    storage_url: str, name: str, config: StudyConfig, train_fn: TrainFn | None = None, seed: int = 0
+) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(storage_url)
-    sampler = optuna.samplers.TPESampler(seed=0) if config.n_trials else optuna.samplers.RandomSampler(seed=0)
+    if config.search_space is not None:  # conditional parameters (λ or a learned lever): sample them jointly
+        sampler: Any = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    elif config.n_trials:
+        sampler = optuna.samplers.TPESampler(seed=seed)
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=seed)
     study = _retry(
         lambda: optuna.create_study(
             study_name=name, storage=storage, direction="maximize", sampler=sampler, load_if_exists=True
@@ -383,11 +415,31 @@ def _claimed_elsewhere(trial: Any, key: tuple[str, float, int]) -> bool:
 def _objective(ds: Any, config: StudyConfig, progress: bool, train_fn: TrainFn | None = None):
     import optuna
 
+    from .learn import LearnConfig, learn_key
+
+    space = config.search_space
+    holdout: tuple[Any, Any] | None = None
+    if space is not None:  # searched trials train on 80 % of the training set and are scored on the rest
+        from .search import holdout_split
+
+        ds, x_held, y_held = holdout_split(ds)
+        holdout = (x_held, y_held)
+
     def objective(trial: optuna.Trial) -> float:
+        train, learn = config.train, config.learn
         if config.n_trials:
-            lever = trial.suggest_float("lever", 0.0, 1.0)
-            pool = trial.suggest_categorical("pool", list(config.pools)) if lever > 0 else "none"
             seed = 0
+            if space is not None:
+                train = space.suggest_train(trial, config.train)
+                if space.learn and trial.suggest_categorical("lever_mode", ["fixed", "learn"]) == "learn":
+                    learn = LearnConfig()
+            if learn:
+                lever = learn_key(learn)
+                trial.set_user_attr("lever", lever)
+                pool = trial.suggest_categorical("pool", list(config.pools))
+            else:
+                lever = trial.suggest_float("lever", 0.0, 1.0)
+                pool = trial.suggest_categorical("pool", list(config.pools)) if lever > 0 else "none"
             trial.set_user_attr("pool", pool)
             trial.set_user_attr("seed", seed)
         else:
@@ -398,19 +450,21 @@ def _objective(ds: Any, config: StudyConfig, progress: bool, train_fn: TrainFn |
             if _claimed_elsewhere(trial, _key(pool, lever, seed)):
                 trial.set_user_attr("duplicate_of_grid_point", True)
                 raise _NoGridPoint()
-        if config.learn:
+        if learn:
             from .learn import run_learned_trial
 
-            m = run_learned_trial(ds, pool, seed, config.train, config.learn, progress=progress)
+            m = run_learned_trial(ds, pool, seed, train, learn, progress=progress, holdout=holdout)
         else:
-            m = run_trial(ds, pool, lever, seed, config.train, progress=progress, model=config.model,
-                          train_fn=train_fn)
+            m = run_trial(ds, pool, lever, seed, train, progress=progress, model=config.model,
+                          train_fn=train_fn, holdout=holdout)
         trial.set_user_attr("device", str(resolve_device(config.train.device)))
         for k, v in m.items():
             trial.set_user_attr(k, None if isinstance(v, float) and math.isnan(v) else v)
-        # the value the search maximizes: PR-AUC on binary (rare-event) data, where accuracy misleads
-        score = m.get("pr_auc", math.nan) if ds.num_classes == 2 else math.nan
-        return m["test_acc"] if isinstance(score, float) and math.isnan(score) else score
+        # the value the search maximizes: PR-AUC on binary (rare-event) data, where accuracy misleads;
+        # with a search space, on the held-out part of the training set
+        pre = "val_" if holdout is not None else ""
+        score = m.get(f"{pre}pr_auc", math.nan) if ds.num_classes == 2 else math.nan
+        return m[f"{pre}acc" if pre else "test_acc"] if isinstance(score, float) and math.isnan(score) else score
 
     return objective
 
@@ -425,6 +479,7 @@ def _work(
     storage_url: str, name: str, config: StudyConfig, progress: bool, bar_total: int = 0, shared: bool = False,
     train_fn: TrainFn | None = None,
     ds: Any = None,
+    seed: int = 0,
 ) -> int:
     """Run queued grid points (or TPE trials) until none is left; return how many this process ran."""
     import optuna
@@ -433,7 +488,7 @@ def _work(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if ds is None:
         ds = load_dataset(config.dataset, train_size=config.train_size, seed=0, **config.data_options)
-    study = _load_or_create(storage_url, name, config, train_fn)
+    study = _load_or_create(storage_url, name, config, train_fn, seed=seed)
     objective = _objective(ds, config, progress, train_fn)
     bar = None
     if progress and bar_total:
@@ -466,8 +521,11 @@ def _work(
     return ran
 
 
-def _worker_main(storage_url: str, name: str, config: StudyConfig, train_fn: TrainFn | None = None) -> None:
-    _work(storage_url, name, config, progress=False, shared=True, train_fn=train_fn)
+def _worker_main(
+    storage_url: str, name: str, config: StudyConfig, train_fn: TrainFn | None = None, seed: int = 0
+) -> None:
+    # each worker's sampler has its own seed, so parallel searches do not start with the same trials
+    _work(storage_url, name, config, progress=False, shared=True, train_fn=train_fn, seed=seed)
 
 
 def worker_devices(device: str | None, workers: int) -> list[str | None]:
@@ -542,7 +600,7 @@ def run_study(
     if train_fn is not None and not callable(train_fn):
         raise TypeError(f"train_fn must be a callable train_fn(model, dataset, config, seed), got "
                         f"{type(train_fn).__name__}")
-    if train_fn is not None and config.learn:
+    if train_fn is not None and (config.learn or (config.search_space is not None and config.search_space.learn)):
         raise ValueError("train_fn does not combine with levers='learn' (the learned-λ mode trains its own "
                          "mixture of heads)")
     if workers > 1:
@@ -570,7 +628,8 @@ def run_study(
         else:
             ctx = mp.get_context("spawn")
             procs = [
-                ctx.Process(target=_worker_main, args=(storage, name, _on(config, dev), train_fn)) for dev in devices
+                ctx.Process(target=_worker_main, args=(storage, name, _on(config, dev), train_fn, i))
+                for i, dev in enumerate(devices)
             ]
             for p in procs:
                 p.start()
@@ -605,7 +664,16 @@ def _on(config: StudyConfig, device: str | None) -> StudyConfig:
     """``config`` with its training moved to ``device`` (the identity does not include the device)."""
     if device == config.train.device:
         return config
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, device=device))
+    moved = copy.copy(config)  # not dataclasses.replace: __post_init__ would parse the learned-λ levers again
+    moved.train = dataclasses.replace(config.train, device=device)
+    return moved
+
+
+def _searched(params: dict[str, Any]) -> dict[str, Any]:
+    """The knobs a search sampled (and whether λ was learned), as columns of the trials table."""
+    from .search import KNOBS
+
+    return {k: v for k, v in params.items() if k in KNOBS or k == "lever_mode"}
 
 
 def trials_frame(storage: str, study_name: str) -> Any:
@@ -625,7 +693,8 @@ def trials_frame(storage: str, study_name: str) -> Any:
         if _trial_key(t) is None:
             continue
         # a learned trial has no λ parameter: its λ is the user attribute learned_lever
-        row = {"trial": t.number, **t.user_attrs, "lever": float(t.params.get("lever", math.nan))}
+        row = {"trial": t.number, **t.user_attrs, **_searched(t.params),
+               "lever": float(t.params.get("lever", math.nan))}
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame.attrs.update({k: v for k, v in study.user_attrs.items() if isinstance(v, str)})

@@ -367,6 +367,7 @@ def run_trial(
     *,
     model: ModelSpec | None = None,
     train_fn: TrainFn | None = None,
+    holdout: tuple[Tensor, Tensor] | None = None,
 ) -> dict[str, float]:
     """Train and measure one (statistic, λ, seed) on ``ds``.
 
@@ -381,6 +382,8 @@ def run_trial(
             ``"module:FUNC"`` or a callable (see :mod:`poolkit.lab.custom` for the λ rule).
         train_fn: ``train_fn(model, ds, config, seed)`` trains the model in place instead of the built-in
             Adam loop; ``model`` is on ``config.device`` (resolved) in train mode, ``ds`` on the CPU.
+        holdout: ``(X, y)`` held out of the training set: adds ``val_acc`` (and ``val_pr_auc`` for two
+            classes) measured on it (:func:`poolkit.lab.search.validation_metrics`).
 
     Returns:
         Flat dict: ``train_acc``, ``test_acc``, ``gap``, ``shifted_acc``, ``consistency_circular``,
@@ -408,6 +411,10 @@ def run_trial(
             train_fn(net, ds, config, seed)
             net.to(dev).eval()
         m = evaluate(built, ds, config, seed)
+        if holdout is not None:
+            from .search import validation_metrics
+
+            m.update(validation_metrics(net, *holdout, amp=config.amp))
         m.update(trial_compute(net, ds.X_test[:256].to(dev), amp=config.amp))
     finally:
         torch.set_num_threads(threads)

@@ -1,0 +1,184 @@
+"""The architecture search (``--sampler tpe --search-space``): honest selection, retraining, the command."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import optuna
+import pytest
+import torch
+
+from poolkit.lab import study as study_mod
+from poolkit.lab.data import load_dataset
+from poolkit.lab.search import HOLDOUT, KNOBS, best_command, holdout_split, parse_search_space, retrain_best
+from poolkit.lab.study import StudyConfig, run_study, trials_frame
+from poolkit.lab.train import TrainConfig
+
+OPTS = {"test_size": 20}
+SPACE = "channels=3..5,steps=2..4,kernel_size=3|5,learn"
+
+
+def test_parse_search_space_groups_ranges_and_choices():
+    space = parse_search_space("arch,weight_decay=0..0.01,padding=circular")
+    assert list(space.knobs) == ["channels", "blocks", "kernel_size", "lr", "steps", "weight_decay", "padding"]
+    assert space.knobs["weight_decay"].low == 0 and not space.knobs["weight_decay"].log  # no log scale from 0
+    assert space.knobs["padding"].choices == ("circular",) and not space.learn
+    assert set(parse_search_space("all").knobs) == set(KNOBS)
+    again = parse_search_space(space.describe())
+    assert again == space  # describe() writes what parse reads
+    assert parse_search_space("learn").knobs == {} and parse_search_space(None) is None
+
+
+@pytest.mark.parametrize("text,match", [
+    ("chanels", "unknown knob 'chanels'; accepted: channels"),
+    ("channels=8", "neither a range"),
+    ("channels=64..16", "low end above"),
+    ("channels=a..b", "channels takes integers"),
+    ("kernel_size=3|4", "odd positive"),
+    ("padding=reflect", "padding accepts zeros|circular"),
+    ("lr=0..0.1", "lr takes positive"),
+    ("channels,channels=8..16", "given twice"),
+    (" , ", "names no knob"),
+    ("", "non-empty"),
+])
+def test_parse_search_space_refusals_name_the_knob(text, match):
+    with pytest.raises(ValueError, match=match):
+        parse_search_space(text)
+
+
+def test_holdout_split_is_stratified_disjoint_and_leaves_the_test_set():
+    ds = load_dataset("digits-shift", train_size=100, **OPTS)
+    fit, xh, yh = holdout_split(ds)
+    assert len(fit.y_train) + len(yh) == 100 and len(yh) == pytest.approx(HOLDOUT * 100, abs=ds.num_classes)
+    # every training sample lands in exactly one part
+    rows = torch.cat([fit.X_train, xh]).flatten(1)
+    assert torch.unique(rows, dim=0).shape[0] == torch.unique(ds.X_train.flatten(1), dim=0).shape[0]
+    for c in torch.unique(ds.y_train):  # each class keeps about its share on both sides
+        n = int((ds.y_train == c).sum())
+        assert int((yh == c).sum()) == max(1, round(HOLDOUT * n))
+    assert fit.X_test is ds.X_test and fit.info["holdout"] == HOLDOUT
+    again = holdout_split(ds)
+    assert torch.equal(again[2], yh) and torch.equal(again[1], xh)  # one split, shared by every trial
+    with pytest.raises(ValueError, match="fraction"):
+        holdout_split(ds, 1.5)
+
+
+def test_study_config_refusals():
+    with pytest.raises(ValueError, match="n_trials"):
+        StudyConfig("digits-shift", search_space="arch")
+    with pytest.raises(ValueError, match="channels.*reference network"):
+        StudyConfig("digits-shift", n_trials=2, search_space="channels,lr", model="tests/lab/user_models.py:cnn2d")
+    with pytest.raises(ValueError, match="learn"):
+        StudyConfig("digits-shift", n_trials=2, search_space="learn", model="tests/lab/user_models.py:cnn2d")
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A tiny search on digits-shift; records the training-set size every trial saw."""
+    out = tmp_path_factory.mktemp("search")
+    seen: list[tuple[int, int]] = []
+    real_trial, real_learned = study_mod.run_trial, None
+    from poolkit.lab import learn as learn_mod
+
+    real_learned = learn_mod.run_learned_trial
+
+    def spy_trial(ds, *a, holdout=None, **k):
+        seen.append((len(ds.y_train), len(holdout[1])))
+        return real_trial(ds, *a, holdout=holdout, **k)
+
+    def spy_learned(ds, *a, holdout=None, **k):
+        seen.append((len(ds.y_train), len(holdout[1])))
+        return real_learned(ds, *a, holdout=holdout, **k)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(study_mod, "run_trial", spy_trial)
+    mp.setattr(learn_mod, "run_learned_trial", spy_learned)
+    cfg = StudyConfig("digits-shift", pools=["max", "avg"], seeds=1, train_size=60, data_options=OPTS,
+                      train=TrainConfig(steps=3, channels=4, batch_size=16), n_trials=6, search_space=SPACE)
+    try:
+        url, name = run_study(cfg, out=out)
+    finally:
+        mp.undo()
+    return out, url, name, seen
+
+
+def test_search_samples_the_knobs_and_scores_on_the_held_out_part(searched):
+    _, url, name, seen = searched
+    study = optuna.load_study(study_name=name, storage=url)
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(done) == 6 and len(seen) == 6
+    # 10 classes of 6: one of each is held out (round(0.2 * 6)); the rest trains
+    assert all(fit == 50 and held == 10 for fit, held in seen)
+    modes = set()
+    for t in done:
+        assert 3 <= t.params["channels"] <= 5 and 2 <= t.params["steps"] <= 4 and t.params["kernel_size"] in (3, 5)
+        assert t.value == t.user_attrs["val_acc"]  # the search's value is the held-out accuracy
+        assert 0.0 <= t.user_attrs["test_acc"] <= 1.0  # recorded, not used
+        modes.add(t.params["lever_mode"])
+        if t.params["lever_mode"] == "learn":
+            assert "lever" not in t.params and 0.0 <= t.user_attrs["learned_lever"] <= 1.0
+    assert modes == {"fixed", "learn"}  # both branches ran (the sampler is seeded)
+    assert json.loads(study.user_attrs["identity"])["search_space"] == parse_search_space(SPACE).describe()
+    frame = trials_frame(url, name)
+    assert {"channels", "steps", "kernel_size", "lever_mode", "val_acc"} <= set(frame.columns)
+    assert len(frame) == 6
+
+
+def test_retrain_best_and_its_command_reproduce(searched, tmp_path):
+    out, url, name, _ = searched
+    best = retrain_best(url, name, seeds=2)
+    study = optuna.load_study(study_name=name, storage=url)
+    t = max(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: (t.value, -t.number))
+    assert best["trial"] == t.number and best["val_score"] == t.value
+    assert best["params"]["channels"] == t.params["channels"] and best["params"]["pool"] == t.user_attrs["pool"]
+    frame = trials_frame(url, f"{name}-best")
+    assert sorted(frame["seed"]) == [0, 1] and best["test_acc"] == [float(a) for a in frame["test_acc"]]
+    # retrained on the whole training set, with the searched knobs
+    ident = json.loads(optuna.load_study(study_name=f"{name}-best", storage=url).user_attrs["identity"])
+    assert ident["train"]["channels"] == t.params["channels"] and ident["train"]["steps"] == t.params["steps"]
+    assert ident["train_size"] == 60 and "search_space" not in ident
+    assert json.loads(study.user_attrs["best_retrained"])["test_acc"] == best["test_acc"]
+    # the printed command, run elsewhere, gives the same test accuracies
+    from typer.testing import CliRunner
+
+    from poolkit.cli import app
+
+    args = shlex.split(best["command"])
+    assert args[:2] == ["poolkit", "study"] and "#" not in best["command"]
+    res = CliRunner().invoke(app, args[1:] + ["--out", str(tmp_path), "--no-report"])
+    assert res.exit_code == 0, res.output
+    again = trials_frame(f"sqlite:///{(tmp_path / 'poolkit.db').resolve()}", f"{name}-best")
+    assert [float(a) for a in again.sort_values("seed")["test_acc"]] == best["test_acc"]
+    assert json.loads(optuna.load_study(study_name=f"{name}-best", storage=f"sqlite:///{tmp_path}/poolkit.db")
+                      .user_attrs["identity"]) == ident
+
+
+def test_retrain_best_refuses_a_study_that_is_not_a_search(tmp_path):
+    cfg = StudyConfig("digits-shift", pools=["max"], levers=[1.0], seeds=1, train_size=40, data_options=OPTS,
+                      train=TrainConfig(steps=2, channels=4))
+    url, name = run_study(cfg, out=tmp_path)
+    with pytest.raises(ValueError, match="not a search"):
+        retrain_best(url, name)
+    with pytest.raises(ValueError, match="seeds"):
+        retrain_best(url, name, seeds=0)
+
+
+def test_best_command_names_what_the_command_line_cannot_take():
+    cfg = StudyConfig("digits-shift", pools=["max"], levers=[0.5], seeds=3,
+                      train=TrainConfig(steps=7, lr=0.0123456789, class_weight="balanced"))
+    cmd = best_command(cfg, "x-best")
+    assert "--lr 0.0123456789" in cmd and "--levers 0.5" in cmd and "--seeds 3" in cmd
+    assert cmd.endswith("# also class_weight='balanced': not command-line options, set them in StudyConfig")
+
+
+def test_cli_search_refusals(tmp_path):
+    from typer.testing import CliRunner
+
+    from poolkit.cli import app
+
+    base = ["study", "--dataset", "digits-shift", "--out", str(tmp_path), "--no-report"]
+    res = CliRunner().invoke(app, base + ["--search-space", "arch"])
+    assert res.exit_code != 0 and "n_trials" in res.output
+    res = CliRunner().invoke(app, base + ["--sampler", "tpe", "--n-trials", "2", "--search-space", "depth"])
+    assert res.exit_code != 0 and "unknown knob 'depth'" in res.output
