@@ -5,6 +5,7 @@ Examples::
     poolkit study                                    # mnist1d, max/avg, λ = 0, 0.5, 1, 2 seeds
     poolkit study --dataset digits-where --padding circular --pools max --levers 0,0.25,0.5,0.75,1
     poolkit study --dataset mnist1d --n-trials 20 --sampler tpe   # search λ
+    poolkit study --dataset mnist1d --sampler tpe --n-trials 40 --search-space arch,learn   # λ and the network
     poolkit study --dataset mnist1d --pools max --levers learn --seeds 3   # the network learns λ
     poolkit study --model my_models.py:resnet1d --dataset npz:ecg.npz --device cuda   # your model, your GPU
     poolkit study --model my_models.py:small_cnn --dataset folder:images/ --data-option size=32,32
@@ -73,11 +74,20 @@ def study(
     train_size: int | None = typer.Option(None, help="training samples [default: the loader's; mnist1d 1000]"),
     steps: int = typer.Option(1000, min=1, help="Adam steps per trial (the training budget)"),
     channels: int = typer.Option(32, min=1, help="conv width"),
+    blocks: int = typer.Option(2, min=1, help="conv blocks of the lab's network"),
+    kernel_size: int | None = typer.Option(None, help="conv kernel, odd [default: 5 in 1-D, 3 in 2-D/3-D]"),
     batch_size: int = typer.Option(100, min=1),
     lr: float = typer.Option(1e-2),
+    weight_decay: float = typer.Option(0.0, min=0.0, help="Adam weight decay"),
     data_option: list[str] = typer.Option([], help="KEY=VALUE passed to the dataset loader (repeatable)"),  # noqa: B008
     n_trials: int | None = typer.Option(None, help="with --sampler tpe: number of trials of the λ search"),
     sampler: str = typer.Option("grid", help="grid (sweep the levers) or tpe (search continuous λ)"),
+    search_space: str | None = typer.Option(None, help="with --sampler tpe: knobs searched too, e.g. 'arch' "
+                                            "(channels, blocks, kernel_size, lr, steps), 'all', "
+                                            "'channels=16..64,kernel_size=3|5,learn'; trials are then scored on "
+                                            "a held-out 20 % of the training set"),
+    retrain_seeds: int = typer.Option(3, min=0, help="with --search-space: retrain the best configuration "
+                                      "from scratch on the whole training set with this many seeds (0: skip)"),
     threads: int = typer.Option(1, min=1, help="torch threads per worker"),
     report: bool = typer.Option(True, "--report/--no-report", help="write the report when done"),
     model: str | None = typer.Option(None, help="your model factory FILE.py:FUNC or module.path:FUNC, "
@@ -110,15 +120,31 @@ def study(
             seeds=seeds,
             train_size=train_size,
             data_options=parse_options(data_option),
-            train=TrainConfig(steps=steps, batch_size=batch_size, lr=lr, channels=channels, padding=padding,
+            train=TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                              channels=channels, blocks=blocks, kernel_size=kernel_size, padding=padding,
                               threads=threads, device=device, amp=amp),
             n_trials=n_trials if sampler == "tpe" else None,
             model=model,
+            search_space=search_space,
         )
         url, name = run_study(cfg, storage=storage, study_name=study_name, out=out, workers=workers)
+        best = None
+        if cfg.search_space is not None and retrain_seeds:
+            from poolkit.lab.search import retrain_best
+
+            typer.echo(f"search done; retraining its best configuration with {retrain_seeds} seed(s)")
+            best = retrain_best(url, name, seeds=retrain_seeds, workers=workers, device=device,
+                               model=model)
     except (ValueError, TypeError) as err:
         _fail(err)
     typer.echo(f"study {name!r} done; storage {url}")
+    if best is not None:
+        typer.echo(f"best configuration (trial {best['trial']}, held-out score {best['val_score']:.4f}): "
+                   f"{best['params']}")
+        typer.echo(f"retrained: test accuracy {100 * best['test_acc_mean']:.1f} ± {100 * best['test_acc_std']:.1f} % "
+                   f"over {best['seeds']} seeds; rerun it with:\n  {best['command']}")
+        if report:
+            _report(best["study"], url, out / f"report-{best['study']}")
     if report:
         _report(name, url, out / f"report-{name}")
 
