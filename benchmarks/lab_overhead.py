@@ -35,7 +35,8 @@ from torch.utils.benchmark import Timer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import machine, table
-from poolkit.lab.study import StudyConfig, run_study, trials_frame
+from poolkit.lab.storage import trials_frame
+from poolkit.lab.study import StudyConfig, run_study
 from poolkit.lab.train import TrainConfig
 
 SKIP = {"wall_s", "forward_ms_per_sample", "trial", "datetime_start", "device"}

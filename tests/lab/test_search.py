@@ -110,6 +110,9 @@ def test_search_samples_the_knobs_and_scores_on_the_held_out_part(searched):
     assert len(done) == 6 and len(seen) == 6
     # 10 classes of 6: one of each is held out (round(0.2 * 6)); the rest trains
     assert all(fit == 50 and held == 10 for fit, held in seen)
+    first = min(done, key=lambda t: t.number)  # the search starts from the base configuration at λ = 1
+    assert first.params == {"channels": 4, "steps": 3, "kernel_size": 3, "lever_mode": "fixed", "lever": 1.0,
+                            "pool": "max"}
     modes = set()
     for t in done:
         assert 3 <= t.params["channels"] <= 5 and 2 <= t.params["steps"] <= 4 and t.params["kernel_size"] in (3, 5)
@@ -125,8 +128,29 @@ def test_search_samples_the_knobs_and_scores_on_the_held_out_part(searched):
     assert len(frame) == 6
 
 
+def _report_text(url, name, out):
+    from poolkit.lab.report import write_report
+
+    path = write_report(name, url, out)
+    return (path / "summary.md").read_text(), (path / "index.html").read_text()
+
+
+def test_report_of_a_search_names_the_held_out_choice(searched, tmp_path):
+    _, url, name, _ = searched
+    study = optuna.load_study(study_name=name, storage=url)
+    if "best_retrained" in study.user_attrs:
+        pytest.skip("the module's search was already retrained")
+    best = max(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: (t.value, -t.number))
+    md, html = _report_text(url, name, tmp_path)
+    assert f"The best, trial {best.number} (" in md and "held-out accuracy" in md
+    assert "has not been retrained yet" in md and "How sure" not in html  # no per-seed claims on one seed each
+    assert "The search's best configurations" in html
+    table = md.split("The search's best configurations, by held-out score:", 1)[1]
+    assert table.splitlines()[4].startswith(f"| {best.number} | ")  # ranked by the held-out score
+
+
 def test_retrain_best_and_its_command_reproduce(searched, tmp_path):
-    out, url, name, _ = searched
+    _out, url, name, _ = searched
     best = retrain_best(url, name, seeds=2)
     study = optuna.load_study(study_name=name, storage=url)
     t = max(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: (t.value, -t.number))
@@ -139,6 +163,9 @@ def test_retrain_best_and_its_command_reproduce(searched, tmp_path):
     assert ident["train"]["channels"] == t.params["channels"] and ident["train"]["steps"] == t.params["steps"]
     assert ident["train_size"] == 60 and "search_space" not in ident
     assert json.loads(study.user_attrs["best_retrained"])["test_acc"] == best["test_acc"]
+    md, _ = _report_text(url, name, tmp_path / "report")
+    mean = 100 * sum(best["test_acc"]) / 2
+    assert f"with 2 fresh seeds it reaches {mean:.1f} ± " in md and best["command"] in md
     # the printed command, run elsewhere, gives the same test accuracies
     from typer.testing import CliRunner
 
@@ -146,7 +173,7 @@ def test_retrain_best_and_its_command_reproduce(searched, tmp_path):
 
     args = shlex.split(best["command"])
     assert args[:2] == ["poolkit", "study"] and "#" not in best["command"]
-    res = CliRunner().invoke(app, args[1:] + ["--out", str(tmp_path), "--no-report"])
+    res = CliRunner().invoke(app, [*args[1:], "--out", str(tmp_path), "--no-report"])
     assert res.exit_code == 0, res.output
     again = trials_frame(f"sqlite:///{(tmp_path / 'poolkit.db').resolve()}", f"{name}-best")
     assert [float(a) for a in again.sort_values("seed")["test_acc"]] == best["test_acc"]
@@ -168,7 +195,7 @@ def test_best_command_names_what_the_command_line_cannot_take():
     cfg = StudyConfig("digits-shift", pools=["max"], levers=[0.5], seeds=3,
                       train=TrainConfig(steps=7, lr=0.0123456789, class_weight="balanced"))
     cmd = best_command(cfg, "x-best")
-    assert "--lr 0.0123456789" in cmd and "--levers 0.5" in cmd and "--seeds 3" in cmd
+    assert "--lr 0.0123456789" in cmd and "--levers 0.5 " in cmd and "--seeds 3" in cmd
     assert cmd.endswith("# also class_weight='balanced': not command-line options, set them in StudyConfig")
 
 
@@ -178,7 +205,7 @@ def test_cli_search_refusals(tmp_path):
     from poolkit.cli import app
 
     base = ["study", "--dataset", "digits-shift", "--out", str(tmp_path), "--no-report"]
-    res = CliRunner().invoke(app, base + ["--search-space", "arch"])
+    res = CliRunner().invoke(app, [*base, "--search-space", "arch"])
     assert res.exit_code != 0 and "n_trials" in res.output
-    res = CliRunner().invoke(app, base + ["--sampler", "tpe", "--n-trials", "2", "--search-space", "depth"])
+    res = CliRunner().invoke(app, [*base, "--sampler", "tpe", "--n-trials", "2", "--search-space", "depth"])
     assert res.exit_code != 0 and "unknown knob 'depth'" in res.output

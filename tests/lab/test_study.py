@@ -238,6 +238,7 @@ def test_a_trial_left_running_without_any_heartbeat_is_failed_and_rerun(tmp_path
 
 
 def test_a_trial_with_a_live_heartbeat_is_not_failed(tmp_path, monkeypatch):
+    import poolkit.lab.storage as storage_mod
     import poolkit.lab.study as S
 
     url = f"sqlite:///{(tmp_path / 'poolkit.db').resolve()}"
@@ -245,7 +246,7 @@ def test_a_trial_with_a_live_heartbeat_is_not_failed(tmp_path, monkeypatch):
     study = optuna.create_study(study_name="live", storage=storage, direction="maximize")
     trial = study.ask()
     storage.record_heartbeat(trial._trial_id)
-    monkeypatch.setattr(S, "GRACE_S", 0)
+    monkeypatch.setattr(storage_mod, "GRACE_S", 0)
     assert S.fail_stale(study) == []  # its heartbeat is what decides (Optuna's check, grace 8 s)
     assert study.get_trials()[0].state == TrialState.RUNNING
 

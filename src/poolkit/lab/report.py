@@ -59,7 +59,8 @@ from .report_stats import (
     ranking_metric,
     summarize,
 )
-from .study import open_storage, trials_frame
+from .search import search_summary
+from .storage import open_storage, trials_frame
 
 # In reading order: the API page (docs/api/lab.md) renders them in this order.
 __all__ = [
@@ -331,9 +332,13 @@ def write_report(study_name: str, storage: str, out: str | Path) -> Path:
     history = _search_history(storage, study_name)
     attrs = dict(frame.attrs)
     text = finding(summary, attrs, grid if len(grid) else None, learned)
+    search = search_summary(frame, attrs)
+    if search is not None:  # a search: the held-out score chose, and the retrained seeds are the figure
+        text = search["finding"]
     have_grid = len(summary) > 0
     b = best_setting(summary) if have_grid else None
-    comps = comparisons(grid, summary) if have_grid else []
+    # a search's trials are each one configuration and one seed: no per-seed comparison to draw
+    comps = comparisons(grid, summary) if have_grid and search is None else []
     colors = _colors(list(summary["pool"].unique()) + ([] if learned is None else list(learned["pool"])))
 
     mlabel = ranking_metric(summary)[1] if have_grid else "test accuracy"
@@ -399,6 +404,7 @@ def write_report(study_name: str, storage: str, out: str | Path) -> Path:
         "binary_head": b_head, "binary_rows": b_rows,
         "size_head": s_head, "size_rows": s_rows,
         "learned_head": l_head, "learned_rows": l_rows,
+        "search_cols": search["columns"] if search else [], "search_rows": search["rows"] if search else [],
         "figures": [{"src": "data:image/png;base64," + base64.b64encode((out / f).read_bytes()).decode(),
                      "file": f, "title": t, "caption": cap, "wide": _png_width(out / f) > 760}
                     for f, t, cap in figures],
@@ -426,6 +432,10 @@ def write_report(study_name: str, storage: str, out: str | Path) -> Path:
         md += [_md_table(b_head, b_rows), ""]
     if s_head:
         md += [_md_table(s_head, s_rows), ""]
+    if search:
+        md += ["The search's best configurations, by held-out score:", "",
+               "| " + " | ".join(search["columns"]) + " |", "|" + " --- |" * len(search["columns"])]
+        md += ["| " + " | ".join(r) + " |" for r in search["rows"]] + [""]
     if l_rows:
         md += ["Learned λ (one network per seed chose its own λ):", "", _md_table(l_head, l_rows, False), ""]
     md += [f"![{t}]({f})" for f, t, _ in figures]

@@ -69,7 +69,7 @@ def summarize(frame: Any) -> Any:
 
     Args:
         frame: trials, one row each, with ``pool``, ``lever`` and measured columns (as from
-            :func:`poolkit.lab.study.trials_frame`).
+            :func:`poolkit.lab.storage.trials_frame`).
 
     Returns:
         DataFrame with ``pool``, ``lever``, ``<metric>_mean``, ``<metric>_std`` (NaN for one seed) and ``n``,

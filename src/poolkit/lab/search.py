@@ -5,6 +5,10 @@ samples the lab network's knobs (conv width, blocks, kernel size, learning rate,
 steps, weight decay, batch size, padding) and, when ``learn`` is in the space,
 whether λ is fixed or learned (:mod:`poolkit.lab.learn`).
 
+The first trial is the base configuration (the study's own training options,
+clipped into the space) at λ = 1 with the first statistic, so the search starts
+from the lab's default network rather than from a random draw.
+
 Honest selection: a searched trial trains on 80 % of the training set and is
 scored on the held-out 20 % (``val_acc``, or ``val_pr_auc`` on binary data),
 one stratified split shared by every trial; the test set plays no part in the
@@ -39,7 +43,7 @@ from torch import Tensor
 from .data import Dataset
 
 __all__ = ["Knob", "KNOBS", "SearchSpace", "parse_search_space", "holdout_split", "validation_metrics",
-           "retrain_best", "best_command", "HOLDOUT"]
+           "retrain_best", "best_command", "search_summary", "HOLDOUT"]
 
 #: Fraction of the training set a searched trial is scored on.
 HOLDOUT = 0.2
@@ -94,6 +98,25 @@ class SearchSpace:
         """The space in the syntax :func:`parse_search_space` reads (every range written out)."""
         parts = [f"{n}={k.text()}" for n, k in self.knobs.items()]
         return ",".join(parts + (["learn"] if self.learn else []))
+
+    def start_params(self, base: Any, pool: str, kernel_size: int) -> dict[str, Any]:
+        """The search's first trial: ``base``'s own values (a :class:`~poolkit.lab.train.TrainConfig`,
+        clipped into the space; ``kernel_size`` stands for its default), fixed λ = 1 and ``pool``.
+
+        Example:
+            >>> from poolkit.lab.train import TrainConfig
+            >>> parse_search_space("channels=64..128,lr,learn").start_params(TrainConfig(), "max", 5)
+            {'channels': 64, 'lr': 0.01, 'lever_mode': 'fixed', 'lever': 1.0, 'pool': 'max'}
+        """
+        params: dict[str, Any] = {}
+        for n, k in self.knobs.items():
+            value = getattr(base, n)
+            value = kernel_size if value is None else value
+            if k.kind == "cat":
+                params[n] = value if value in k.choices else k.choices[0]
+            else:
+                params[n] = type(value)(min(max(value, k.low), k.high))
+        return {**params, **({"lever_mode": "fixed"} if self.learn else {}), "lever": 1.0, "pool": pool}
 
     def suggest_train(self, trial: Any, base: Any) -> Any:
         """``base`` (a :class:`~poolkit.lab.train.TrainConfig`) with every knob sampled by ``trial``."""
@@ -275,7 +298,7 @@ def best_command(cfg: Any, study_name: str, storage: str | None = None) -> str:
     from .train import TrainConfig
 
     tr, default = cfg.train, TrainConfig()
-    lever = "learn" if cfg.learn else ",".join(f"{v:g}" for v in cfg.levers)
+    lever = "learn" if cfg.learn else ",".join(repr(float(v)) for v in cfg.levers)
     args = ["poolkit", "study", "--dataset", cfg.dataset, "--pools", ",".join(cfg.pools), "--levers", lever,
             "--seeds", str(cfg.seeds)]
     if cfg.train_size is not None:
@@ -319,7 +342,8 @@ def retrain_best(storage: str, study_name: str, seeds: int = 3, workers: int = 1
     """
     import optuna
 
-    from .study import open_storage, run_study, trials_frame
+    from .storage import open_storage, trials_frame
+    from .study import run_study
 
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be a positive int, got {seeds!r}")
@@ -340,3 +364,63 @@ def retrain_best(storage: str, study_name: str, seeds: int = 3, workers: int = 1
     }
     study.set_user_attr("best_retrained", json.dumps(out))
     return out
+
+
+# ----------------------------------------------------------------------------- in the report
+
+
+def _setting_text(row: Any) -> str:
+    lever = row.get("learned_lever")
+    if lever is not None and not (isinstance(lever, float) and math.isnan(lever)):
+        return f"{row['pool']}, learned λ = {lever:.2f}"
+    return f"{row['pool']}, λ = {float(row['lever']):.3g}"
+
+
+def search_summary(frame: Any, attrs: dict[str, Any], top: int = 10) -> dict[str, Any] | None:
+    """The report's view of a search: its finding and its ``top`` trials by held-out score (None otherwise).
+
+    The finding names the best configuration by its held-out score (the search's own value, never the
+    test accuracy) and, when :func:`retrain_best` has run, its test accuracy retrained with fresh seeds.
+
+    Returns:
+        ``{"finding": str, "columns": [...], "rows": [[...], ...]}``.
+    """
+    try:
+        ident = json.loads(attrs.get("identity") or "{}")
+    except (TypeError, ValueError):
+        return None
+    if "search_space" not in ident or frame.empty:
+        return None
+    metric = "val_pr_auc" if "val_pr_auc" in frame and frame["val_pr_auc"].notna().any() else "val_acc"
+    label = "held-out PR-AUC" if metric == "val_pr_auc" else "held-out accuracy"
+    ranked = frame[frame[metric].notna()].sort_values([metric, "trial"], ascending=[False, True])
+    if ranked.empty:
+        return None
+    knobs = [k for k in KNOBS if k in frame.columns]
+    columns = ["trial", "setting", *knobs, label, "test accuracy (80 % fit)"]
+    rows = [[str(int(r["trial"])), _setting_text(r), *(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k])
+                                                          for k in knobs),
+             f"{100 * r[metric]:.1f} %", f"{100 * r['test_acc']:.1f} %"] for _, r in ranked.head(top).iterrows()]
+    best = ranked.iloc[0]
+    where = f"On {attrs.get('dataset', ident.get('dataset'))}"
+    text = (f"{where} this search sampled {len(frame)} configurations of {ident['search_space']} with the "
+            f"statistic and λ, each scored on a held-out {100 * HOLDOUT:.0f} % of the training set. The best, trial "
+            f"{int(best['trial'])} ({_setting_text(best)}; "
+            + ", ".join(f"{k} = {best[k]:.3g}" if isinstance(best[k], float) else f"{k} = {best[k]}" for k in knobs)
+            + f"), scored {100 * best[metric]:.1f} % {label}. ")
+    try:
+        retrained = json.loads(attrs.get("best_retrained") or "null")
+    except (TypeError, ValueError):
+        retrained = None
+    if retrained:
+        sd = retrained.get("test_acc_std", math.nan)
+        sd_text = f" ± {100 * sd:.1f}" if isinstance(sd, float) and not math.isnan(sd) else ""
+        stale = "" if retrained.get("trial") == int(best["trial"]) else (
+            f" (that was trial {retrained.get('trial')}, the best when it was retrained; the search has gone on since)")
+        text += (f"Retrained from scratch on the whole training set with {retrained['seeds']} fresh seeds it reaches "
+                 f"{100 * retrained['test_acc_mean']:.1f}{sd_text} % test accuracy{stale}: study "
+                 f"{retrained['study']}, rerun with `{retrained['command']}`.")
+    else:
+        text += ("It has not been retrained yet (poolkit.lab.search.retrain_best, or --retrain-seeds): the test "
+                 "accuracies below come from single models trained on 80 % of the training set.")
+    return {"finding": text, "columns": columns, "rows": rows}
