@@ -86,6 +86,8 @@ def study(
                                             "(channels, blocks, kernel_size, lr, steps), 'all', "
                                             "'channels=16..64,kernel_size=3|5,learn'; trials are then scored on "
                                             "a held-out 20 % of the training set"),
+    folds: int = typer.Option(1, min=1, max=5, help="with --search-space: score each configuration on this many "
+                              "of the training set's 5 stratified folds (5: cross-validation, 5x the cost)"),
     retrain_seeds: int = typer.Option(3, min=0, help="with --search-space: retrain the best configuration "
                                       "from scratch on the whole training set with this many seeds (0: skip)"),
     threads: int = typer.Option(1, min=1, help="torch threads per worker"),
@@ -126,6 +128,7 @@ def study(
             n_trials=n_trials if sampler == "tpe" else None,
             model=model,
             search_space=search_space,
+            search_folds=folds,
         )
         url, name = run_study(cfg, storage=storage, study_name=study_name, out=out, workers=workers)
         best = None

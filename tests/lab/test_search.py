@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 
 import optuna
@@ -11,7 +12,16 @@ import torch
 
 from poolkit.lab import study as study_mod
 from poolkit.lab.data import load_dataset
-from poolkit.lab.search import HOLDOUT, KNOBS, best_command, holdout_split, parse_search_space, retrain_best
+from poolkit.lab.search import (
+    FOLDS,
+    HOLDOUT,
+    KNOBS,
+    best_command,
+    fold_mean,
+    holdout_split,
+    parse_search_space,
+    retrain_best,
+)
 from poolkit.lab.study import StudyConfig, run_study, trials_frame
 from poolkit.lab.train import TrainConfig
 
@@ -47,21 +57,36 @@ def test_parse_search_space_refusals_name_the_knob(text, match):
         parse_search_space(text)
 
 
-def test_holdout_split_is_stratified_disjoint_and_leaves_the_test_set():
+def test_holdout_split_folds_are_stratified_disjoint_and_cover_the_training_set():
     ds = load_dataset("digits-shift", train_size=100, **OPTS)
-    fit, xh, yh = holdout_split(ds)
-    assert len(fit.y_train) + len(yh) == 100 and len(yh) == pytest.approx(HOLDOUT * 100, abs=ds.num_classes)
-    # every training sample lands in exactly one part
-    rows = torch.cat([fit.X_train, xh]).flatten(1)
-    assert torch.unique(rows, dim=0).shape[0] == torch.unique(ds.X_train.flatten(1), dim=0).shape[0]
-    for c in torch.unique(ds.y_train):  # each class keeps about its share on both sides
-        n = int((ds.y_train == c).sum())
-        assert int((yh == c).sum()) == max(1, round(HOLDOUT * n))
-    assert fit.X_test is ds.X_test and fit.info["holdout"] == HOLDOUT
-    again = holdout_split(ds)
-    assert torch.equal(again[2], yh) and torch.equal(again[1], xh)  # one split, shared by every trial
-    with pytest.raises(ValueError, match="fraction"):
-        holdout_split(ds, 1.5)
+    held_all = []
+    for fold in range(FOLDS):
+        fit, xh, yh = holdout_split(ds, fold)
+        assert len(fit.y_train) + len(yh) == 100 and fit.X_test is ds.X_test
+        for c in torch.unique(ds.y_train):  # each class deals about 1/5 of its samples to every fold
+            n = int((ds.y_train == c).sum())
+            assert n // FOLDS <= int((yh == c).sum()) <= -(-n // FOLDS)
+        # the fold's samples are out of the fitting part
+        fit_rows = {tuple(r.tolist()) for r in fit.X_train.flatten(1)}
+        assert not any(tuple(r.tolist()) in fit_rows for r in xh.flatten(1))
+        held_all.append(xh.flatten(1))
+        again = holdout_split(ds, fold)
+        assert torch.equal(again[1], xh) and torch.equal(again[2], yh)  # one partition, shared by every trial
+    rows = torch.cat(held_all)
+    distinct = torch.unique(ds.X_train.flatten(1), dim=0).shape[0]
+    assert len(rows) == 100 and torch.unique(rows, dim=0).shape[0] == distinct
+    assert len(holdout_split(ds)[2]) == pytest.approx(HOLDOUT * 100, abs=ds.num_classes)
+    with pytest.raises(ValueError, match="fold must be an int in"):
+        holdout_split(ds, 5)
+    with pytest.raises(ValueError, match="folds must be"):
+        holdout_split(ds, 0, folds=1)
+
+
+def test_fold_mean_weighs_the_held_out_scores_by_fold_size():
+    m = fold_mean([{"val_acc": 1.0, "test_acc": 0.9, "lever_trajectory": [0.5, 0.6], "val_pr_auc": math.nan},
+                   {"val_acc": 0.0, "test_acc": 0.7, "lever_trajectory": [0.5], "val_pr_auc": 0.4}], [3, 1])
+    assert m["val_acc"] == 0.75 and m["test_acc"] == pytest.approx(0.8) and m["folds"] == 2
+    assert m["lever_trajectory"] == [0.5, 0.6] and m["val_pr_auc"] == 0.4  # NaN folds are left out
 
 
 def test_study_config_refusals():
@@ -71,6 +96,30 @@ def test_study_config_refusals():
         StudyConfig("digits-shift", n_trials=2, search_space="channels,lr", model="tests/lab/user_models.py:cnn2d")
     with pytest.raises(ValueError, match="learn"):
         StudyConfig("digits-shift", n_trials=2, search_space="learn", model="tests/lab/user_models.py:cnn2d")
+    with pytest.raises(ValueError, match="search_folds must be an int from 1 to 5"):
+        StudyConfig("digits-shift", n_trials=2, search_space="lr", search_folds=6)
+    with pytest.raises(ValueError, match="give search_space"):
+        StudyConfig("digits-shift", n_trials=2, search_folds=2)
+
+
+def test_a_cross_validated_search_trains_one_model_per_fold(tmp_path, monkeypatch):
+    seen = []
+    real = study_mod.run_trial
+
+    def spy(ds, *a, holdout=None, **k):
+        seen.append((len(ds.y_train), holdout[0][:1].clone()))
+        return real(ds, *a, holdout=holdout, **k)
+
+    monkeypatch.setattr(study_mod, "run_trial", spy)
+    cfg = StudyConfig("digits-shift", pools=["max"], seeds=1, train_size=50, data_options=OPTS,
+                      train=TrainConfig(steps=2, channels=3, batch_size=16), n_trials=1, search_space="lr",
+                      search_folds=3)
+    url, name = run_study(cfg, out=tmp_path)
+    (t,) = optuna.load_study(study_name=name, storage=url).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(seen) == 3 and t.user_attrs["folds"] == 3
+    assert not torch.equal(seen[0][1], seen[1][1]) and not torch.equal(seen[1][1], seen[2][1])  # other folds
+    assert t.value == t.user_attrs["val_acc"]
+    assert json.loads(optuna.load_study(study_name=name, storage=url).user_attrs["identity"])["search_folds"] == 3
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +157,8 @@ def test_search_samples_the_knobs_and_scores_on_the_held_out_part(searched):
     study = optuna.load_study(study_name=name, storage=url)
     done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(done) == 6 and len(seen) == 6
-    # 10 classes of 6: one of each is held out (round(0.2 * 6)); the rest trains
-    assert all(fit == 50 and held == 10 for fit, held in seen)
+    # 10 classes of 6 dealt to 5 folds: fold 0 holds 2 of each; the rest trains
+    assert all(fit == 40 and held == 20 for fit, held in seen)
     first = min(done, key=lambda t: t.number)  # the search starts from the base configuration at λ = 1
     assert first.params == {"channels": 4, "steps": 3, "kernel_size": 3, "lever_mode": "fixed", "lever": 1.0,
                             "pool": "max"}

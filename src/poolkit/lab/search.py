@@ -43,10 +43,12 @@ from torch import Tensor
 from .data import Dataset
 
 __all__ = ["Knob", "KNOBS", "SearchSpace", "parse_search_space", "holdout_split", "validation_metrics",
-           "retrain_best", "best_command", "search_summary", "HOLDOUT"]
+           "retrain_best", "best_command", "search_summary", "fold_mean", "HOLDOUT", "FOLDS"]
 
-#: Fraction of the training set a searched trial is scored on.
-HOLDOUT = 0.2
+#: Folds of the training set's stratified partition: a searched trial is scored on one (20 %) or several.
+FOLDS = 5
+#: Fraction of the training set one fold holds.
+HOLDOUT = 1 / FOLDS
 
 
 @dataclass(frozen=True)
@@ -205,36 +207,60 @@ def parse_search_space(text: str | SearchSpace | None) -> SearchSpace | None:
     return SearchSpace(knobs, learn)
 
 
-def holdout_split(ds: Dataset, fraction: float = HOLDOUT, seed: int = 0) -> tuple[Dataset, Tensor, Tensor]:
-    """``ds`` with a stratified ``fraction`` of its training set moved out: ``(fit_ds, X_held, y_held)``.
+def holdout_split(ds: Dataset, fold: int = 0, folds: int = FOLDS, seed: int = 0) -> tuple[Dataset, Tensor, Tensor]:
+    """``ds`` with fold ``fold`` of a stratified ``folds``-fold partition of its training set moved out.
 
-    Each class with at least two samples gives ``round(fraction * count)`` (at least one) to the held-out
-    part; the test set is untouched.
+    Returns ``(fit_ds, X_held, y_held)``. Each class's samples are shuffled (seeded) and dealt to the folds
+    in turn, so every fold holds about ``1 / folds`` of each class (a class with fewer samples than folds
+    is missing from some folds; one with a single sample always trains). The folds are disjoint and
+    together cover the training set; the test set is untouched.
 
     Example:
         >>> from poolkit.lab.data import load_dataset
-        >>> fit, xh, yh = holdout_split(load_dataset("digits-shift", train_size=50, test_size=10))
-        >>> len(fit.y_train) + len(yh)
-        50
+        >>> ds = load_dataset("digits-shift", train_size=50, test_size=10)
+        >>> fit, xh, yh = holdout_split(ds)
+        >>> len(fit.y_train), len(yh)
+        (40, 10)
     """
-    if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
+        raise ValueError(f"fold must be an int in [0, {folds}), got {fold!r}")
     gen = torch.Generator().manual_seed(20_011 + seed)
     held: list[Tensor] = []
     for c in torch.unique(ds.y_train):
         idx = torch.nonzero(ds.y_train == c).flatten()
-        if len(idx) < 2:
-            continue
-        k = min(len(idx) - 1, max(1, round(len(idx) * fraction)))
-        held.append(idx[torch.randperm(len(idx), generator=gen)[:k]])
-    if not held:
-        raise ValueError("the training set is too small to hold out a validation part")
-    held_idx = torch.cat(held).sort().values
+        if len(idx) >= 2:
+            held.append(idx[torch.randperm(len(idx), generator=gen)][fold::folds])
+    held_idx = torch.cat(held).sort().values if held else torch.zeros(0, dtype=torch.long)
+    if len(held_idx) == 0:
+        raise ValueError(f"the training set is too small to hold out fold {fold} of {folds}")
     keep = torch.ones(len(ds.y_train), dtype=torch.bool)
     keep[held_idx] = False
     fit = replace(ds, X_train=ds.X_train[keep], y_train=ds.y_train[keep],
-                  info={**ds.info, "holdout": float(fraction)})
+                  info={**ds.info, "holdout": f"fold {fold} of {folds}"})
     return fit, ds.X_train[held_idx], ds.y_train[held_idx]
+
+
+def fold_mean(results: list[dict[str, Any]], held: list[int]) -> dict[str, Any]:
+    """One trial's metrics over its folds: numbers averaged (the ``val_*`` ones weighted by each fold's
+    held-out size, so ``val_acc`` is the accuracy over every held-out sample), others from the first fold.
+
+    Example:
+        >>> fold_mean([{"val_acc": 1.0, "test_acc": 0.8}, {"val_acc": 0.5, "test_acc": 0.6}], [3, 1])
+        {'val_acc': 0.875, 'test_acc': 0.7, 'folds': 2}
+    """
+    out: dict[str, Any] = {}
+    for key, first in results[0].items():
+        vals = [r.get(key) for r in results]
+        if isinstance(first, bool) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            out[key] = first
+            continue
+        w = held if key.startswith("val_") else [1] * len(vals)
+        pairs = [(float(v), wi) for v, wi in zip(vals, w) if not math.isnan(float(v))]
+        out[key] = sum(v * wi for v, wi in pairs) / sum(wi for _, wi in pairs) if pairs else math.nan
+    out["folds"] = len(results)
+    return out
 
 
 def validation_metrics(model: torch.nn.Module, x: Tensor, y: Tensor, amp: bool = False) -> dict[str, float]:
@@ -403,8 +429,12 @@ def search_summary(frame: Any, attrs: dict[str, Any], top: int = 10) -> dict[str
              f"{100 * r[metric]:.1f} %", f"{100 * r['test_acc']:.1f} %"] for _, r in ranked.head(top).iterrows()]
     best = ranked.iloc[0]
     where = f"On {attrs.get('dataset', ident.get('dataset'))}"
+    folds = int(ident.get("search_folds", 1))
+    scored = (f"each scored on a held-out {100 * HOLDOUT:.0f} % of the training set" if folds == 1 else
+              f"each scored on {folds} held-out folds of {100 * HOLDOUT:.0f} % of the training set "
+              "(one model per fold)")
     text = (f"{where} this search sampled {len(frame)} configurations of {ident['search_space']} with the "
-            f"statistic and λ, each scored on a held-out {100 * HOLDOUT:.0f} % of the training set. The best, trial "
+            f"statistic and λ, {scored}. The best, trial "
             f"{int(best['trial'])} ({_setting_text(best)}; "
             + ", ".join(f"{k} = {best[k]:.3g}" if isinstance(best[k], float) else f"{k} = {best[k]}" for k in knobs)
             + f"), scored {100 * best[metric]:.1f} % {label}. ")

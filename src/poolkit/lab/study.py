@@ -83,6 +83,9 @@ class StudyConfig:
             learned (``"arch"``, ``"channels=16..128,kernel_size=3|5|7,lr,learn"``; see
             :mod:`poolkit.lab.search`). Searched trials are then scored on a held-out 20 % of the
             training set (``val_acc``), never on the test set.
+        search_folds: with ``search_space``, on how many of the training set's five stratified folds each
+            searched configuration is trained and scored (1: one model on 80 %; 5: five-fold
+            cross-validation, five times the cost, its ``val_acc`` over every training sample).
         model: None (the reference LeverNet) or the user's factory: ``"path/to/file.py:FUNC"``,
             ``"package.module:FUNC"`` or a callable ``FUNC(in_channels, num_classes)`` returning an
             ``nn.Module`` (a module-level function when ``workers > 1``); see :mod:`poolkit.lab.custom`.
@@ -101,6 +104,7 @@ class StudyConfig:
     n_trials: int | None = None
     model: Any = None
     search_space: Any = None
+    search_folds: int = 1
 
     def __post_init__(self) -> None:
         from .learn import parse_learn
@@ -134,11 +138,16 @@ class StudyConfig:
             model_name(self.model)
 
     def _check_search_space(self) -> None:
-        from .search import parse_search_space
+        from .search import FOLDS, parse_search_space
 
         self.search_space = parse_search_space(self.search_space)
         space = self.search_space
+        f = self.search_folds
+        if isinstance(f, bool) or not isinstance(f, int) or not 1 <= f <= FOLDS:
+            raise ValueError(f"search_folds must be an int from 1 to {FOLDS}, got {f!r}")
         if space is None:
+            if f != 1:
+                raise ValueError("search_folds scores a search_space search; give search_space too")
             return
         if self.n_trials is None:
             raise ValueError("search_space is sampled by the TPE search: give n_trials too "
@@ -175,6 +184,8 @@ class StudyConfig:
             ident["model"] = self.model_name
         if self.search_space is not None:
             ident["search_space"] = self.search_space.describe()
+            if self.search_folds != 1:
+                ident["search_folds"] = self.search_folds
         if train_fn is not None:
             from .custom import model_name
 
@@ -336,12 +347,8 @@ def _objective(ds: Any, config: StudyConfig, progress: bool, train_fn: TrainFn |
     from .learn import LearnConfig, learn_key
 
     space = config.search_space
-    holdout: tuple[Any, Any] | None = None
-    if space is not None:  # searched trials train on 80 % of the training set and are scored on the rest
-        from .search import holdout_split
-
-        ds, x_held, y_held = holdout_split(ds)
-        holdout = (x_held, y_held)
+    # searched trials train on 80 % of the training set and are scored on the rest, on search_folds folds
+    splits = [] if space is None else [_fold(ds, f) for f in range(config.search_folds)]
 
     def objective(trial: optuna.Trial) -> float:
         train, learn = config.train, config.learn
@@ -368,23 +375,37 @@ def _objective(ds: Any, config: StudyConfig, progress: bool, train_fn: TrainFn |
             if _claimed_elsewhere(trial, _key(pool, lever, seed)):
                 trial.set_user_attr("duplicate_of_grid_point", True)
                 raise _NoGridPoint()
-        if learn:
-            from .learn import run_learned_trial
+        def one(data: Any, holdout: Any = None) -> dict[str, Any]:
+            if learn:
+                from .learn import run_learned_trial
 
-            m = run_learned_trial(ds, pool, seed, train, learn, progress=progress, holdout=holdout)
+                return run_learned_trial(data, pool, seed, train, learn, progress=progress, holdout=holdout)
+            return run_trial(data, pool, lever, seed, train, progress=progress, model=config.model,
+                             train_fn=train_fn, holdout=holdout)
+
+        if splits:
+            from .search import fold_mean
+
+            m = fold_mean([one(fit, held) for fit, held in splits], [len(held[1]) for _, held in splits])
         else:
-            m = run_trial(ds, pool, lever, seed, train, progress=progress, model=config.model,
-                          train_fn=train_fn, holdout=holdout)
+            m = one(ds)
         trial.set_user_attr("device", str(resolve_device(config.train.device)))
         for k, v in m.items():
             trial.set_user_attr(k, None if isinstance(v, float) and math.isnan(v) else v)
         # the value the search maximizes: PR-AUC on binary (rare-event) data, where accuracy misleads;
         # with a search space, on the held-out part of the training set
-        pre = "val_" if holdout is not None else ""
+        pre = "val_" if splits else ""
         score = m.get(f"{pre}pr_auc", math.nan) if ds.num_classes == 2 else math.nan
         return m[f"{pre}acc" if pre else "test_acc"] if isinstance(score, float) and math.isnan(score) else score
 
     return objective
+
+
+def _fold(ds: Any, fold: int) -> tuple[Any, tuple[Any, Any]]:
+    from .search import holdout_split
+
+    fit, x_held, y_held = holdout_split(ds, fold)
+    return fit, (x_held, y_held)
 
 
 def _waiting(study: Any) -> int:
