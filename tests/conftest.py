@@ -3,8 +3,19 @@ equivalence, torch namesakes) on another device, e.g. ``pytest --device cuda``."
 
 from __future__ import annotations
 
+import os
+
+# Under pytest-xdist each worker is one process per core: one torch thread each. Two workers with
+# torch's default (a thread per core) oversubscribe the cores, and OpenMP's spinning threads then
+# made the suite several times slower (11 minutes against 2 on two cores).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # subprocesses the tests start inherit it
+
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
