@@ -246,6 +246,10 @@ def test_best_command_names_what_the_command_line_cannot_take():
     cmd = best_command(cfg, "x-best")
     assert "--lr 0.0123456789" in cmd and "--levers 0.5 " in cmd and "--seeds 3" in cmd
     assert cmd.endswith("# also class_weight='balanced': not command-line options, set them in StudyConfig")
+    assert "--lr-schedule" not in cmd
+    cosine = best_command(StudyConfig("mnist1d", pools=["max"], levers=[1.0], train=TrainConfig(lr_schedule="cosine")),
+                          "y-best")
+    assert "--lr-schedule cosine" in cosine
 
 
 def test_cli_search_refusals(tmp_path):
@@ -258,3 +262,5 @@ def test_cli_search_refusals(tmp_path):
     assert res.exit_code != 0 and "n_trials" in res.output
     res = CliRunner().invoke(app, [*base, "--sampler", "tpe", "--n-trials", "2", "--search-space", "depth"])
     assert res.exit_code != 0 and "unknown knob 'depth'" in res.output
+    res = CliRunner().invoke(app, [*base, "--lr-schedule", "step"])
+    assert res.exit_code != 0 and "lr_schedule must be one of ('constant', 'cosine'), got 'step'" in res.output

@@ -69,7 +69,42 @@ def test_bad_config_refused():
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="class_weight"):
         TrainConfig(class_weight="heavy")
+    with pytest.raises(ValueError, match=r"lr_schedule must be one of \('constant', 'cosine'\), got 'step'"):
+        TrainConfig(lr_schedule="step")
     with pytest.raises(ValueError, match="unknown training option"):
         TrainConfig.from_dict({"epochs": 3})
     assert TrainConfig.from_dict(TrainConfig(steps=7).to_dict()).steps == 7
     assert np.isfinite(TrainConfig().lr)
+
+
+def test_cosine_schedule_follows_half_a_cosine_to_zero():
+    from poolkit.lab.train import lr_scheduler
+
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([w], lr=0.02)
+    assert lr_scheduler(opt, TrainConfig(steps=10)) is None  # constant: no schedule
+    sched = lr_scheduler(opt, TrainConfig(steps=10, lr=0.02, lr_schedule="cosine"))
+    seen = []
+    for _ in range(10):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [0.02 * 0.5 * (1 + math.cos(math.pi * i / 10)) for i in range(10)]
+    assert seen == pytest.approx(expected)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # after the last step
+
+
+def test_cosine_schedule_changes_training_and_the_study_identity(digits):
+    from poolkit.lab.study import StudyConfig
+    from poolkit.lab.train import build_model, train_model
+
+    nets = []
+    for schedule in ("constant", "cosine"):
+        cfg = TrainConfig(steps=6, channels=4, batch_size=20, lr_schedule=schedule)
+        torch.manual_seed(0)
+        net = build_model(digits, "max", 1.0, cfg)
+        train_model(net, digits, cfg, seed=0)
+        nets.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
+    assert not torch.equal(nets[0], nets[1])  # same seed, same batches: only the learning rates differ
+    assert "lr_schedule" not in StudyConfig().identity()["train"]
+    assert StudyConfig(train=TrainConfig(lr_schedule="cosine")).identity()["train"]["lr_schedule"] == "cosine"

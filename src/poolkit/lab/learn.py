@@ -297,7 +297,7 @@ def train_learned(
     model: LearnedLeverNet, ds: Dataset, config: Any, learn: LearnConfig, seed: int, progress: bool = False
 ) -> list[float]:
     """Train weights and lever together; return the learned λ's trajectory (about 50 points)."""
-    from .train import _autocast, _class_weights, _device_of, optimizer_step
+    from .train import _autocast, _class_weights, _device_of, lr_scheduler, optimizer_step
 
     dev = _device_of(model)
     weight = _class_weights(ds, config)
@@ -312,6 +312,7 @@ def train_learned(
         fit_idx = torch.arange(n)
     fit = _Batches(fit_idx, config.batch_size, gen)
     opt = torch.optim.Adam(model.weight_parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = lr_scheduler(opt, config)
     arch = torch.optim.Adam([model.alpha], lr=learn.arch_lr, betas=(0.5, 0.999))
     every = max(1, config.steps // 50)
     trajectory = [model.learned_lever()]
@@ -334,6 +335,8 @@ def train_learned(
         else:
             loss = losses.mean()
         optimizer_step(loss, opt, scaler)
+        if sched is not None:
+            sched.step()
         if step % learn.arch_every == 0:
             if learn.objective == "val":
                 # first-order: α's gradient on a held-out batch at the current weights; the conv

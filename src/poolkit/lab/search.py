@@ -82,6 +82,7 @@ KNOBS: dict[str, Knob] = {
     "lr": Knob("float", 1e-3, 3e-2, log=True),
     "steps": Knob("int", 500, 4000, log=True),
     "weight_decay": Knob("float", 1e-6, 1e-2, log=True),
+    "lr_schedule": Knob("cat", choices=("constant", "cosine")),
     "batch_size": Knob("cat", choices=(32, 64, 100, 200)),
     "padding": Knob("cat", choices=("zeros", "circular")),
 }
@@ -336,6 +337,8 @@ def best_command(cfg: Any, study_name: str, storage: str | None = None) -> str:
         args += ["--kernel-size", str(tr.kernel_size)]
     args += ["--lr", repr(float(tr.lr)), "--weight-decay", repr(float(tr.weight_decay)), "--batch-size",
              str(tr.batch_size), "--padding", tr.padding]
+    if tr.lr_schedule != default.lr_schedule:
+        args += ["--lr-schedule", tr.lr_schedule]
     if tr.threads != default.threads:
         args += ["--threads", str(tr.threads)]
     if tr.amp:

@@ -172,8 +172,9 @@ class StudyConfig:
         """
         train = self.train.to_dict()
         train.pop("device", None)
-        if not train.get("amp"):
-            train.pop("amp", None)
+        for key, plain in (("amp", False), ("lr_schedule", "constant")):  # added later: only when set
+            if train.get(key) == plain:
+                train.pop(key, None)
         ident: dict[str, Any] = {
             "dataset": self.dataset,
             "train_size": self.train_size,

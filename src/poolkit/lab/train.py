@@ -39,8 +39,11 @@ from .models import PADDING_MODES, LeverNet
 
 __all__ = [
     "TrainConfig", "TrainFn", "build_model", "build_trial_model", "train_model", "evaluate", "run_trial",
-    "resolve_device", "show_progress",
+    "resolve_device", "show_progress", "lr_scheduler", "LR_SCHEDULES",
 ]
+
+#: The learning-rate schedules :class:`TrainConfig` accepts.
+LR_SCHEDULES = ("constant", "cosine")
 
 #: ``train_fn(model, dataset, config, seed)``: trains ``model`` (already on ``config.device``) in place.
 TrainFn = Callable[[torch.nn.Module, Dataset, "TrainConfig", int], Any]
@@ -60,6 +63,8 @@ class TrainConfig:
         batch_size: mini-batch size.
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
+        lr_schedule: ``"constant"`` (the learning rate stays ``lr``) or ``"cosine"`` (it follows half a
+            cosine from ``lr`` at the first step to 0 after the last).
         channels: conv width of the reference CNN.
         blocks: conv blocks.
         kernel_size: conv kernel; None = 5 in 1-D, 3 in 2-D and 3-D.
@@ -77,6 +82,7 @@ class TrainConfig:
     batch_size: int = 100
     lr: float = 1e-2
     weight_decay: float = 0.0
+    lr_schedule: str = "constant"
     channels: int = 32
     blocks: int = 2
     kernel_size: int | None = None
@@ -94,6 +100,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive int, got {val!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.padding not in PADDING_MODES:
             raise ValueError(f"padding must be one of {PADDING_MODES}, got {self.padding!r}")
         if self.class_weight not in ("auto", "balanced", "none"):
@@ -214,6 +222,14 @@ def _class_weights(ds: Dataset, config: TrainConfig) -> Tensor | None:
     return counts.sum() / (ds.num_classes * counts)
 
 
+def lr_scheduler(opt: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The schedule ``config.lr_schedule`` asks for, stepped once per training step (None: constant)."""
+    if config.lr_schedule == "constant":
+        return None
+    steps = config.steps
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1.0 + math.cos(math.pi * min(i, steps) / steps)))
+
+
 def train_model(model: torch.nn.Module, ds: Dataset, config: TrainConfig, seed: int, progress: bool = False) -> None:
     """Adam for ``config.steps`` steps over seeded, reshuffled-every-epoch mini-batches.
 
@@ -222,6 +238,7 @@ def train_model(model: torch.nn.Module, ds: Dataset, config: TrainConfig, seed: 
     """
     dev = _device_of(model)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = lr_scheduler(opt, config)
     gen = torch.Generator().manual_seed(seed)
     weight = _class_weights(ds, config)
     if weight is not None:
@@ -247,6 +264,8 @@ def train_model(model: torch.nn.Module, ds: Dataset, config: TrainConfig, seed: 
         with _autocast(dev, config.amp):
             loss = F.cross_entropy(model(xb), yb, weight=weight)
         optimizer_step(loss, opt, scaler)
+        if sched is not None:
+            sched.step()
         if bar is not None:
             bar.update()
     if bar is not None:
