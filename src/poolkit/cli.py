@@ -113,6 +113,8 @@ def study(
         _fail(ValueError(f"--sampler must be 'grid' or 'tpe', got {sampler!r}"))
     if sampler == "tpe" and n_trials is None:
         _fail(ValueError("--sampler tpe needs --n-trials N"))
+    if folds != 1 and search_space is None:
+        _fail(ValueError("--folds scores the configurations of a search: give --search-space too"))
     if n_trials is not None and sampler != "tpe":
         sampler = "tpe"
     try:
@@ -146,8 +148,9 @@ def study(
     if best is not None:
         typer.echo(f"best configuration (trial {best['trial']}, held-out score {best['val_score']:.4f}): "
                    f"{best['params']}")
-        typer.echo(f"retrained: test accuracy {100 * best['test_acc_mean']:.1f} ± {100 * best['test_acc_std']:.1f} % "
-                   f"over {best['seeds']} seeds; rerun it with:\n  {best['command']}")
+        spread = f" ± {100 * best['test_acc_std']:.1f}" if best["seeds"] > 1 else ""
+        typer.echo(f"retrained: test accuracy {100 * best['test_acc_mean']:.1f}{spread} % "
+                   f"over {best['seeds']} seed(s); rerun it with:\n  {best['command']}")
         if report:
             _report(best["study"], url, out / f"report-{best['study']}")
     if report:

@@ -205,10 +205,11 @@ def test_retrain_best_and_its_command_reproduce(searched, tmp_path):
     t = max(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: (t.value, -t.number))
     assert best["trial"] == t.number and best["val_score"] == t.value
     assert best["params"]["channels"] == t.params["channels"] and best["params"]["pool"] == t.user_attrs["pool"]
-    frame = trials_frame(url, f"{name}-best")
+    assert best["study"] == f"{name}-best-t{t.number}"
+    frame = trials_frame(url, best["study"])
     assert sorted(frame["seed"]) == [0, 1] and best["test_acc"] == [float(a) for a in frame["test_acc"]]
     # retrained on the whole training set, with the searched knobs
-    ident = json.loads(optuna.load_study(study_name=f"{name}-best", storage=url).user_attrs["identity"])
+    ident = json.loads(optuna.load_study(study_name=best["study"], storage=url).user_attrs["identity"])
     assert ident["train"]["channels"] == t.params["channels"] and ident["train"]["steps"] == t.params["steps"]
     assert ident["train_size"] == 60 and "search_space" not in ident
     assert json.loads(study.user_attrs["best_retrained"])["test_acc"] == best["test_acc"]
@@ -224,9 +225,9 @@ def test_retrain_best_and_its_command_reproduce(searched, tmp_path):
     assert args[:2] == ["poolkit", "study"] and "#" not in best["command"]
     res = CliRunner().invoke(app, [*args[1:], "--out", str(tmp_path), "--no-report"])
     assert res.exit_code == 0, res.output
-    again = trials_frame(f"sqlite:///{(tmp_path / 'poolkit.db').resolve()}", f"{name}-best")
+    again = trials_frame(f"sqlite:///{(tmp_path / 'poolkit.db').resolve()}", best["study"])
     assert [float(a) for a in again.sort_values("seed")["test_acc"]] == best["test_acc"]
-    assert json.loads(optuna.load_study(study_name=f"{name}-best", storage=f"sqlite:///{tmp_path}/poolkit.db")
+    assert json.loads(optuna.load_study(study_name=best["study"], storage=f"sqlite:///{tmp_path}/poolkit.db")
                       .user_attrs["identity"]) == ident
 
 
@@ -262,5 +263,26 @@ def test_cli_search_refusals(tmp_path):
     assert res.exit_code != 0 and "n_trials" in res.output
     res = CliRunner().invoke(app, [*base, "--sampler", "tpe", "--n-trials", "2", "--search-space", "depth"])
     assert res.exit_code != 0 and "unknown knob 'depth'" in res.output
+    res = CliRunner().invoke(app, [*base, "--folds", "3"])
+    assert res.exit_code != 0 and "--folds scores the configurations of a search: give --search-space" in res.output
     res = CliRunner().invoke(app, [*base, "--lr-schedule", "step"])
     assert res.exit_code != 0 and "lr_schedule must be one of ('constant', 'cosine'), got 'step'" in res.output
+
+
+def test_search_space_groups_keep_a_range_given_directly_and_word_choices_parse():
+    for text in ("channels=16..64,arch", "arch,channels=16..64"):
+        assert parse_search_space(text).knobs["channels"].text() == "16..64", text
+    space = parse_search_space("all")
+    assert parse_search_space(space.describe()).describe() == space.describe()  # the stored form reads back
+    assert parse_search_space("lr_schedule=cosine").knobs["lr_schedule"].choices == ("cosine",)
+    with pytest.raises(ValueError, match=r"lr_schedule accepts constant\|cosine, got \['step'\]"):
+        parse_search_space("lr_schedule=constant|step")
+    with pytest.raises(ValueError, match="kernel_size takes choices 'a|b', not a range"):
+        parse_search_space("kernel_size=3..7")
+    with pytest.raises(ValueError, match="lr is given twice"):
+        parse_search_space("lr,lr=0.001..0.01")
+
+
+def test_start_params_cast_by_the_knob_kind():
+    params = parse_search_space("lr,channels").start_params(TrainConfig(lr=1, channels=300), "max", 5)
+    assert params["lr"] == 0.03 and isinstance(params["lr"], float) and params["channels"] == 128

@@ -69,6 +69,10 @@ def test_bad_config_refused():
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="class_weight"):
         TrainConfig(class_weight="heavy")
+    with pytest.raises(ValueError, match="kernel_size must be an odd positive int or None, got 4"):
+        TrainConfig(kernel_size=4)
+    with pytest.raises(ValueError, match="weight_decay must be a number >= 0, got -0.1"):
+        TrainConfig(weight_decay=-0.1)
     with pytest.raises(ValueError, match=r"lr_schedule must be one of \('constant', 'cosine'\), got 'step'"):
         TrainConfig(lr_schedule="step")
     with pytest.raises(ValueError, match="unknown training option"):

@@ -2,7 +2,7 @@
 
 A TPE study normally samples λ and the statistic. With a search space it also
 samples the lab network's knobs (conv width, blocks, kernel size, learning rate,
-steps, weight decay, batch size, padding) and, when ``learn`` is in the space,
+steps, weight decay, learning-rate schedule, batch size, padding) and, when ``learn`` is in the space,
 whether λ is fixed or learned (:mod:`poolkit.lab.learn`).
 
 The first trial is the base configuration (the study's own training options,
@@ -16,7 +16,7 @@ choice. Each trial still records its test accuracy, on the model trained on
 80 % of the data. The figure to report is the best configuration retrained
 from scratch on the whole training set with fresh seeds
 (:func:`retrain_best`, ``--retrain-seeds``), stored as a grid study of its
-own, ``<study>-best``, and reproducible with the command it prints.
+own, ``<study>-best-t<N>``, and reproducible with the command it prints.
 
 Space syntax: comma-separated knob names, each with its default range, or
 ``name=lo..hi`` (a numeric range) or ``name=a|b|c`` (choices); ``arch`` stands
@@ -88,6 +88,7 @@ KNOBS: dict[str, Knob] = {
 }
 _GROUPS = {"arch": ("channels", "blocks", "kernel_size", "lr", "steps"), "all": tuple(KNOBS)}
 _POSITIVE_INT = ("channels", "blocks", "steps", "batch_size")
+_TEXT = ("padding", "lr_schedule")  # knobs whose choices are words
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,8 @@ class SearchSpace:
             if k.kind == "cat":
                 params[n] = value if value in k.choices else k.choices[0]
             else:
-                params[n] = type(value)(min(max(value, k.low), k.high))
+                clipped = min(max(value, k.low), k.high)
+                params[n] = round(clipped) if k.kind == "int" else float(clipped)
         return {**params, **({"lever_mode": "fixed"} if self.learn else {}), "lever": 1.0, "pool": pool}
 
     def suggest_train(self, trial: Any, base: Any) -> Any:
@@ -136,8 +138,10 @@ def _number(text: str, name: str, kind: str) -> float:
 
 def _parse_knob(name: str, text: str) -> Knob:
     default = KNOBS[name]
+    if ".." in text and default.kind == "cat":
+        raise ValueError(f"search space: {name} takes choices 'a|b', not a range, e.g. {name}={default.text()}")
     if "|" in text or default.kind == "cat":
-        kind = "str" if name == "padding" else "float" if default.kind == "float" else "int"
+        kind = "str" if name in _TEXT else "float" if default.kind == "float" else "int"
         choices = tuple(c.strip() if kind == "str" else _number(c.strip(), name, kind)
                         for c in text.split("|") if c.strip())
         if not choices:
@@ -154,10 +158,10 @@ def _parse_knob(name: str, text: str) -> Knob:
 
 def _checked(name: str, knob: Knob) -> Knob:
     values = knob.choices if knob.kind == "cat" else (knob.low, knob.high)
-    if name == "padding":
-        bad = [v for v in values if v not in KNOBS["padding"].choices]
+    if name in _TEXT:
+        bad = [v for v in values if v not in KNOBS[name].choices]
         if bad:
-            raise ValueError(f"search space: padding accepts zeros|circular, got {bad}")
+            raise ValueError(f"search space: {name} accepts {KNOBS[name].text()}, got {bad}")
     elif name == "kernel_size" and any(not isinstance(v, int) or v < 1 or v % 2 == 0 for v in values):
         raise ValueError(f"search space: kernel_size takes odd positive ints (3|5|7), got {knob.text()}")
     elif name in _POSITIVE_INT and any(not isinstance(v, int) or v < 1 for v in values):
@@ -186,6 +190,7 @@ def parse_search_space(text: str | SearchSpace | None) -> SearchSpace | None:
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"search space must be a non-empty string such as 'arch' or 'channels,lr', got {text!r}")
     knobs: dict[str, Knob] = {}
+    direct: set[str] = set()
     learn = False
     for part in (p.strip() for p in text.split(",")):
         if not part:
@@ -200,9 +205,13 @@ def parse_search_space(text: str | SearchSpace | None) -> SearchSpace | None:
             if n not in KNOBS:
                 raise ValueError(f"search space: unknown knob {n!r}; accepted: {', '.join(KNOBS)}, learn "
                                  f"(λ fixed or learned), arch ({', '.join(_GROUPS['arch'])}) and all")
-            if n in knobs and (eq or name not in _GROUPS):
-                raise ValueError(f"search space: {n} is given twice")
-            knobs[n] = _parse_knob(n, value) if eq else KNOBS[n]
+            if name not in _GROUPS:  # named directly: once only
+                if n in direct:
+                    raise ValueError(f"search space: {n} is given twice")
+                direct.add(n)
+                knobs[n] = _parse_knob(n, value) if eq else KNOBS[n]
+            elif n not in direct:  # a group adds default ranges; a knob named directly keeps its own
+                knobs[n] = KNOBS[n]
     if not knobs and not learn:
         raise ValueError(f"search space {text!r} names no knob")
     return SearchSpace(knobs, learn)
@@ -315,7 +324,7 @@ def _best_config(study: Any, seeds: int, device: str | None = None, model: Any =
     return cfg, t
 
 
-def best_command(cfg: Any, study_name: str, storage: str | None = None) -> str:
+def best_command(cfg: Any, study_name: str, storage: str | None = None, train_fn: Any = None) -> str:
     """The ``poolkit study`` command that runs ``cfg`` (a grid config of one setting) as ``study_name``.
 
     Options the command line does not take (``class_weight``, ``max_shift``, a callable model) are named
@@ -345,6 +354,8 @@ def best_command(cfg: Any, study_name: str, storage: str | None = None) -> str:
         args += ["--amp"]
     not_cli = [f"{k}={getattr(tr, k)!r}" for k in ("class_weight", "max_shift")
                if getattr(tr, k) != getattr(default, k)]
+    if train_fn is not None:
+        not_cli.append(f"train_fn={getattr(train_fn, '__qualname__', train_fn)!r}")
     if isinstance(cfg.model, str):
         args += ["--model", cfg.model]
     elif cfg.model is not None:
@@ -360,8 +371,9 @@ def retrain_best(storage: str, study_name: str, seeds: int = 3, workers: int = 1
                  model: Any = None, train_fn: Any = None) -> dict[str, Any]:
     """Retrain a search's best trial from scratch on the whole training set with ``seeds`` seeds.
 
-    The runs are a grid study ``<study_name>-best`` in the same storage (resumable, reported like any
-    study); the summary is also stored on the search study as the user attribute ``best_retrained``.
+    The runs are a grid study ``<study_name>-best-t<N>`` (N: the best trial's number) in the same storage
+    (resumable, reported like any study); the summary is also stored on the search study as the user
+    attribute ``best_retrained``.
     ``model`` and ``train_fn`` are those the search ran with (a model given as a spec string is read back
     from the storage).
 
@@ -380,13 +392,17 @@ def retrain_best(storage: str, study_name: str, seeds: int = 3, workers: int = 1
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     if "search_space" not in json.loads(study.user_attrs.get("identity", "{}")):
         raise ValueError(f"study {study_name!r} is not a search (it was not run with a search space)")
+    ident = json.loads(study.user_attrs["identity"])
+    if ident.get("train_fn") and train_fn is None:
+        raise ValueError(f"study {study_name!r} searched with train_fn={ident['train_fn']}; pass the same "
+                         "train_fn= to retrain it")
     cfg, t = _best_config(study, seeds, device, model)
-    name = f"{study_name}-best"
+    name = f"{study_name}-best-t{t.number}"  # one study per best trial: a resumed search's new best gets its own
     run_study(cfg, storage=storage, study_name=name, workers=workers, train_fn=train_fn)
     frame = trials_frame(storage, name)
     accs = [float(a) for a in frame.sort_values("seed")["test_acc"]]
     out = {
-        "study": name, "command": best_command(cfg, name), "trial": int(t.number),
+        "study": name, "command": best_command(cfg, name, train_fn=train_fn), "trial": int(t.number),
         "params": {"pool": t.user_attrs.get("pool"), **dict(t.params)}, "val_score": float(t.value),
         "test_acc": accs, "test_acc_mean": float(sum(accs) / len(accs)),
         "test_acc_std": float(torch.tensor(accs).std()) if len(accs) > 1 else math.nan, "seeds": len(accs),
