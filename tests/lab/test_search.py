@@ -194,6 +194,7 @@ def test_report_of_a_search_names_the_held_out_choice(searched, tmp_path):
     assert f"The best, trial {best.number} (" in md and "held-out accuracy" in md
     assert "has not been retrained yet" in md and "How sure" not in html  # no per-seed claims on one seed each
     assert "The search's best configurations" in html
+    assert "★" not in html and "no row is starred" in html and "best row starred" not in md  # chosen held-out
     table = md.split("The search's best configurations, by held-out score:", 1)[1]
     assert table.splitlines()[4].startswith(f"| {best.number} | ")  # ranked by the held-out score
 

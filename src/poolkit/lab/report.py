@@ -370,12 +370,13 @@ def write_report(study_name: str, storage: str, out: str | Path) -> Path:
         figures.append(("trajectory.png", "The learned λ during training",
                         "One line per learned-lever trial; dashed: the grid's best λ."))
 
-    best_key = (b["pool"], b["lever"]) if b else None
+    # a search chose by held-out score: no star by test accuracy; its learned trials differ in architecture
+    best_key = (b["pool"], b["lever"]) if b and search is None else None
     q_head, q_rows = _summary_rows(summary, _QUALITY, best_key)
     b_head, b_rows = _summary_rows(summary, _BINARY, best_key)
     s_head, s_rows = _summary_rows(summary, _SIZE, best_key)
     l_head, l_rows = ([], [])
-    if learned is not None:
+    if learned is not None and search is None:
         l_head, l_rows = _summary_rows(learned, _LEARNED, None, key="pool")
     t_cols, t_rows = _trials_table(frame)
     comp_rows = [{
@@ -404,6 +405,7 @@ def write_report(study_name: str, storage: str, out: str | Path) -> Path:
         "binary_head": b_head, "binary_rows": b_rows,
         "size_head": s_head, "size_rows": s_rows,
         "learned_head": l_head, "learned_rows": l_rows,
+        "starred": best_key is not None,
         "search_cols": search["columns"] if search else [], "search_rows": search["rows"] if search else [],
         "figures": [{"src": "data:image/png;base64," + base64.b64encode((out / f).read_bytes()).decode(),
                      "file": f, "title": t, "caption": cap, "wide": _png_width(out / f) > 760}
@@ -427,7 +429,8 @@ def write_report(study_name: str, storage: str, out: str | Path) -> Path:
                f"{c['sign_p']} |" for c in comp_rows]
         md += [""]
     if q_rows:
-        md += ["Mean ± std over seeds; accuracies in %, the best row starred.", "", _md_table(q_head, q_rows), ""]
+        star = ", the best row starred" if best_key is not None else ""
+        md += [f"Mean ± std over seeds; accuracies in %{star}.", "", _md_table(q_head, q_rows), ""]
     if b_head:
         md += [_md_table(b_head, b_rows), ""]
     if s_head:
