@@ -166,8 +166,8 @@ def test_every_fast_kernel_runs_somewhere_in_the_grid(monkeypatch):
     """The grid reaches every registered kernel (a kernel the grid never runs is not compared).
 
     Only the choice is probed: the dispatch point records the kernel it picks and stops the call there
-    (the kernel's output is compared by the test above); a statistic whose kernels are all reached
-    skips the rest of the grid.
+    (the kernel's output is compared by the test above); once every kernel is reached the rest of the
+    grid is skipped.
     """
     import sys
 

@@ -334,9 +334,7 @@ def train_learned(
             loss = (model.weights().detach() * losses).sum()
         else:
             loss = losses.mean()
-        optimizer_step(loss, opt, scaler)
-        if sched is not None:
-            sched.step()
+        optimizer_step(loss, opt, scaler, sched)
         if step % learn.arch_every == 0:
             if learn.objective == "val":
                 # first-order: α's gradient on a held-out batch at the current weights; the conv

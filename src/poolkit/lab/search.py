@@ -355,7 +355,9 @@ def best_command(cfg: Any, study_name: str, storage: str | None = None, train_fn
     not_cli = [f"{k}={getattr(tr, k)!r}" for k in ("class_weight", "max_shift")
                if getattr(tr, k) != getattr(default, k)]
     if train_fn is not None:
-        not_cli.append(f"train_fn={getattr(train_fn, '__qualname__', train_fn)!r}")
+        from .custom import model_name
+
+        not_cli.append(f"train_fn={model_name(train_fn)}")
     if isinstance(cfg.model, str):
         args += ["--model", cfg.model]
     elif cfg.model is not None:
@@ -390,9 +392,9 @@ def retrain_best(storage: str, study_name: str, seeds: int = 3, workers: int = 1
         raise ValueError(f"seeds must be a positive int, got {seeds!r}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    if "search_space" not in json.loads(study.user_attrs.get("identity", "{}")):
+    ident = json.loads(study.user_attrs.get("identity", "{}"))
+    if "search_space" not in ident:
         raise ValueError(f"study {study_name!r} is not a search (it was not run with a search space)")
-    ident = json.loads(study.user_attrs["identity"])
     if ident.get("train_fn") and train_fn is None:
         raise ValueError(f"study {study_name!r} searched with train_fn={ident['train_fn']}; pass the same "
                          "train_fn= to retrain it")

@@ -208,8 +208,9 @@ def _autocast(dev: torch.device, amp: bool) -> Any:
     return torch.autocast(device_type=dev.type, dtype=torch.float16 if dev.type == "cuda" else torch.bfloat16)
 
 
-def optimizer_step(loss: Tensor, opt: torch.optim.Optimizer, scaler: Any = None) -> None:
-    """One step on ``loss``: gradients cleared, then backward and step, through ``scaler`` when given (amp)."""
+def optimizer_step(loss: Tensor, opt: torch.optim.Optimizer, scaler: Any = None, sched: Any = None) -> None:
+    """One step on ``loss``: gradients cleared, then backward and step, through ``scaler`` when given (amp),
+    then the learning-rate schedule ``sched`` (see :func:`lr_scheduler`) when given."""
     opt.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -218,6 +219,8 @@ def optimizer_step(loss: Tensor, opt: torch.optim.Optimizer, scaler: Any = None)
     else:
         loss.backward()
         opt.step()
+    if sched is not None:
+        sched.step()
 
 
 def _class_weights(ds: Dataset, config: TrainConfig) -> Tensor | None:
@@ -269,9 +272,7 @@ def train_model(model: torch.nn.Module, ds: Dataset, config: TrainConfig, seed: 
         yb = ds.y_train[idx].to(dev, non_blocking=True)
         with _autocast(dev, config.amp):
             loss = F.cross_entropy(model(xb), yb, weight=weight)
-        optimizer_step(loss, opt, scaler)
-        if sched is not None:
-            sched.step()
+        optimizer_step(loss, opt, scaler, sched)
         if bar is not None:
             bar.update()
     if bar is not None:
