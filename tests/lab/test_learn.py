@@ -79,7 +79,8 @@ def test_objective_val_uses_only_training_data(tiny, monkeypatch):
 def test_learn_mode_runs_through_run_study(tmp_path):
     cfg = StudyConfig("digits-shift", pools=["max"], levers="learn", seeds=2, train_size=40, data_options=OPTS,
                       train=TrainConfig(steps=3, channels=4))
-    assert cfg.learn is not None and grid_points(cfg) == [("max", -1.0, 0), ("max", -1.0, 1)]
+    key = learn_key(LearnConfig())
+    assert cfg.learn is not None and grid_points(cfg) == [("max", key, 0), ("max", key, 1)]
     url, name = run_study(cfg, out=tmp_path)
     study = optuna.load_study(study_name=name, storage=url)
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
@@ -140,7 +141,8 @@ def test_learned_trial_runs_on_the_trial_device_and_records_compute(tiny):
 
 def test_other_learned_options_are_other_trials():
     keys = {learn_key(LearnConfig(**kw)) for kw in ({}, {"heads": 3}, {"head_loss": "mean"}, {"arch_lr": 0.1})}
-    assert len(keys) == 4 and all(-2 < k <= -1 for k in keys)
+    # never the exact -1 that keyed the default learned trials stored by releases before warmup/commit
+    assert len(keys) == 4 and all(-2 < k < -1 for k in keys)
     assert len({learn_key(LearnConfig(objective="train", heads=h)) for h in (2, 3, 5)}) == 3
 
 
@@ -152,3 +154,38 @@ def test_learned_mode_refuses_train_fn_and_model_before_storing(tmp_path):
     assert not (tmp_path / "poolkit.db").exists()  # refused before any storage was written
     with pytest.raises(ValueError, match="model="):
         StudyConfig("digits-shift", levers="learn", model="tests/lab/user_models.py:resnet1d")
+
+
+def test_commit_drops_light_heads_freezes_alpha_and_survives_a_state_dict():
+    torch.manual_seed(0)
+    net = LearnedLeverNet(1, 5, (40,), "max", channels=4)
+    with torch.no_grad():
+        net.alpha.copy_(torch.tensor([-5.0, -5.0, 0.0, 1.0, 2.0]))
+    before = net.weights().detach()
+    assert net.commit(prune=0.05) == [2, 3, 4] and not net.alpha.requires_grad
+    w = net.weights().detach()
+    assert w[:2].eq(0).all() and w.sum() == pytest.approx(1.0)
+    torch.testing.assert_close(w[2:], before[2:] / before[2:].sum())
+    x = torch.rand(3, 1, 40)
+    assert net.head_logits(x).shape == (3, 3, 5)  # the dropped heads are not computed
+    torch.testing.assert_close(net(x).exp().sum(1), torch.ones(3))
+    assert net.learned_lever() == pytest.approx(float((w * torch.tensor(net.levers)).sum()))
+    fresh = LearnedLeverNet(1, 5, (40,), "max", channels=4)
+    fresh.load_state_dict(net.state_dict())
+    assert fresh.active == [2, 3, 4]
+    torch.testing.assert_close(fresh(x), net(x))
+    # the most weighted head is kept whatever the threshold
+    assert LearnedLeverNet(1, 5, (40,), "max", channels=4).commit(prune=0.9) == [0]
+
+
+def test_the_lever_is_fixed_at_the_commit_step(tiny):
+    cfg = TrainConfig(steps=10, channels=4, batch_size=16)
+    m = run_learned_trial(tiny, "max", 0, cfg, LearnConfig(arch_every=1, arch_lr=0.5, commit=0.4, warmup=0.0))
+    assert m["lever_commit_step"] == 4
+    traj = m["lever_trajectory"]  # one point per step here: the start, then after steps 1..10
+    assert len(traj) == 11 and len({round(v, 9) for v in traj[4:]}) == 1  # no change from step 4 on
+    assert len({round(v, 9) for v in traj[:4]}) > 1  # α moved before
+    kept = [w for w in m["lever_weights"] if w > 0]
+    assert m["heads_kept"] == len(kept) and sum(kept) == pytest.approx(1.0)
+    never = run_learned_trial(tiny, "max", 0, cfg, LearnConfig(arch_every=1, commit=1.0))
+    assert math.isnan(never["lever_commit_step"]) and never["heads_kept"] == 5

@@ -98,6 +98,23 @@ def test_cosine_schedule_follows_half_a_cosine_to_zero():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # after the last step
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_warmup_ramps_the_rate_linearly_then_follows_the_schedule(schedule):
+    from poolkit.lab.train import lr_scheduler
+
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([w], lr=0.02)
+    sched = lr_scheduler(opt, TrainConfig(steps=10, lr=0.02, lr_schedule=schedule), warmup=0.4)
+    seen = []
+    for _ in range(10):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    shape = [1.0] * 10 if schedule == "constant" else [0.5 * (1 + math.cos(math.pi * i / 10)) for i in range(10)]
+    ramp = [0.25, 0.5, 0.75] + [1.0] * 7  # 4 warm-up steps: 1/4, 2/4, 3/4, then the schedule
+    assert seen == pytest.approx([0.02 * r * f for r, f in zip(ramp, shape)])
+
+
 def test_cosine_schedule_changes_training_and_the_study_identity(digits):
     from poolkit.lab.study import StudyConfig
     from poolkit.lab.train import build_model, train_model

@@ -25,6 +25,13 @@ Objective (``objective=``):
   off on held-out data, not on the training loss, so expect this one to choose
   too little pooling; it is here to be measured against ``"val"``.
 
+Schedule (``warmup=``, ``commit=``, ``prune=``): the weights' learning rate ramps up linearly over
+the first 10 % of the steps, since at full rate the heads with many positions kill most ReLUs of the
+shared conv stack in the first steps; at 30 % of the steps the lever is fixed
+(:meth:`LearnedLeverNet.commit`): α freezes, the heads under 5 % weight are dropped, and the held-out
+split rejoins the weights' training batches, so the rest of the run trains the chosen network alone,
+on the whole training set, at about the cost of a fixed-λ network with a full-resolution conv stack.
+
 An optional compute term (``compute=``, off by default) adds
 ``compute · Σ_k p_k · positions_k / positions_0`` to α's loss, the analogue of
 DiffStride's complexity regularizer: it pushes towards fewer head positions.
@@ -32,7 +39,9 @@ DiffStride's complexity regularizer: it pushes towards fewer head positions.
 Limits: every candidate pools once, after the last conv block, whereas a grid
 model at the same λ spreads its pools over the blocks, so the conv stack here
 always runs at full resolution (the cost of the λ = 0 and λ = 1 grid models) and
-the learned λ is read on a slightly different architecture than the grid's;
+the learned λ is read on a slightly different architecture than the grid's, and a trial costs
+more than a grid model at a λ that pools early (λ = 0.5 to 0.75 pool after the first block);
+the lever is read at the commit step and cannot follow what training does after it;
 the trained network is the mixture of heads (a small ensemble), whose test
 accuracy is what a trial reports; the learned λ is an expectation over the
 candidates, so it lies in [min λ_k, max λ_k] and cannot leave the candidates'
@@ -82,6 +91,14 @@ class LearnConfig:
         head_loss: ``"weighted"`` (default: the heads' losses weighted by the current mixture weights,
             detached, so the shared conv stack serves the heads α prefers) or ``"mean"`` (every head's
             loss counts the same; measured lower accuracy, BENCHMARKS.md).
+        warmup: fraction of the steps over which the weights' learning rate ramps up linearly (0 = none).
+            Without it the heads with many positions kill most ReLUs of the shared conv stack in the
+            first steps at the lab's lr of 1e-2 (12 of 16 channels on digits-shift, BENCHMARKS.md).
+        commit: fraction of the steps after which the lever is fixed (1 = α learns to the last step).
+            At that step α freezes, the heads whose weight is under ``prune`` are dropped (no longer
+            computed), and with ``objective="val"`` the held-out part rejoins the weights' training
+            batches: the rest of the run trains the chosen network alone, on the whole training set.
+        prune: mixture weight under which a head is dropped at the commit (0 = keep every head).
     """
 
     objective: str = "val"
@@ -91,6 +108,9 @@ class LearnConfig:
     compute: float = 0.0
     arch_every: int = 2
     head_loss: str = "weighted"
+    warmup: float = 0.1
+    commit: float = 0.3
+    prune: float = 0.05
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -107,6 +127,12 @@ class LearnConfig:
             raise ValueError(f"arch_every must be a positive int, got {self.arch_every!r}")
         if not isinstance(self.compute, (int, float)) or not self.compute >= 0:
             raise ValueError(f"compute must be a number >= 0, got {self.compute!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, float)) or not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup must be a fraction of the steps in [0, 1), got {self.warmup!r}")
+        if isinstance(self.commit, bool) or not isinstance(self.commit, (int, float)) or not 0 < self.commit <= 1:
+            raise ValueError(f"commit must be a fraction of the steps in (0, 1] (1 = never), got {self.commit!r}")
+        if isinstance(self.prune, bool) or not isinstance(self.prune, (int, float)) or not 0 <= self.prune < 1:
+            raise ValueError(f"prune must be a mixture weight in [0, 1), got {self.prune!r}")
 
     @property
     def levers(self) -> tuple[float, ...]:
@@ -141,21 +167,19 @@ def parse_learn(levers: object) -> LearnConfig | None:
 def learn_key(config: LearnConfig) -> float:
     """The stand-in λ that keys a learned trial in a study's storage (never a real λ).
 
-    -1 (objective ``val``) or -2 (``train``) with the default options; other options add a fraction
-    in (-1, 0) drawn from a checksum of them, so a rerun with other options trains new trials
-    beside the stored ones instead of taking those as done.
+    In (-2, -1) for objective ``val`` and in (-3, -2) for ``train``: -1 or -2 less a fraction drawn
+    from a checksum of the other options, so a rerun with other options (or a release whose options
+    gained a field) trains new trials beside the stored ones instead of taking those as done. (The
+    exact keys -1 and -2 held the default learned trials of releases before ``warmup``/``commit``.)
 
     Example:
-        >>> learn_key(LearnConfig()), learn_key(LearnConfig(objective="train"))
-        (-1.0, -2.0)
-        >>> -2.0 < learn_key(LearnConfig(heads=3)) < -1.0
+        >>> -2.0 < learn_key(LearnConfig()) < -1.0, -3.0 < learn_key(LearnConfig(objective="train")) < -2.0
+        (True, True)
+        >>> learn_key(LearnConfig(heads=3)) != learn_key(LearnConfig())
         True
     """
     base = -1.0 - OBJECTIVES.index(config.objective)
     opts = {k: v for k, v in config.to_dict().items() if k != "objective"}
-    default = {k: v for k, v in LearnConfig().to_dict().items() if k != "objective"}
-    if opts == default:
-        return base
     digest = zlib.crc32(json.dumps(opts, sort_keys=True).encode())
     return base - (1 + digest % 999_998) / 1_000_000  # six decimals: the storage key's rounding
 
@@ -179,6 +203,7 @@ class LearnedLeverNet(nn.Module):
 
     _lever_values: Tensor
     _positions: Tensor
+    kept: Tensor
 
     def __init__(
         self,
@@ -220,10 +245,43 @@ class LearnedLeverNet(nn.Module):
         self.register_buffer(
             "_positions", torch.tensor([float(math.prod(s)) for s in sizes]) / math.prod(sizes[0]), persistent=False
         )
+        # which heads are still computed (all until :meth:`commit` drops some); saved in the state_dict
+        self.register_buffer("kept", torch.ones(len(self.levers), dtype=torch.bool))
+        self.active = list(range(len(self.levers)))
+        self.commit_step: int | None = None  # the training step at which train_learned fixed the lever
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._sync_active())
+
+    def _sync_active(self) -> None:
+        self.active = [k for k, keep in enumerate(self.kept.tolist()) if keep]
+
+    def commit(self, prune: float = 0.0) -> list[int]:
+        """Fix the lever: α stops learning and the heads whose weight is under ``prune`` are dropped.
+
+        The kept heads' weights are renormalized among themselves; dropped heads are no longer computed.
+        At least the most weighted head is kept. Returns the indices of the kept heads.
+
+        Example:
+            >>> net = LearnedLeverNet(1, 10, (40,), "max")
+            >>> with torch.no_grad():
+            ...     _ = net.alpha.copy_(torch.tensor([0.0, 0.0, 0.0, 3.0, 4.0]))
+            >>> net.commit(prune=0.05), round(net.learned_lever(), 3)
+            ([3, 4], 0.933)
+        """
+        w = self.weights().detach()
+        keep = (w >= prune) & self.kept
+        keep[int(w.argmax())] = True
+        self.kept.copy_(keep)
+        self._sync_active()
+        self.alpha.requires_grad_(False)
+        return list(self.active)
+
+    def _alpha(self) -> Tensor:
+        """α with the dropped heads at -inf (weight 0)."""
+        return self.alpha.masked_fill(~self.kept, -math.inf)
 
     def weights(self) -> Tensor:
-        """The mixture weights ``softmax(α)`` over the candidate λ."""
-        return torch.softmax(self.alpha, 0)
+        """The mixture weights ``softmax(α)`` over the candidate λ (0 for the heads :meth:`commit` dropped)."""
+        return torch.softmax(self._alpha(), 0)
 
     def lever(self) -> Tensor:
         """The learned λ as a differentiable scalar tensor: ``Σ_k p_k λ_k``."""
@@ -238,31 +296,32 @@ class LearnedLeverNet(nn.Module):
         return (self.weights() * self._positions.to(self.alpha.dtype)).sum()
 
     def head_logits(self, x: Tensor) -> Tensor:
-        """``(K, N, num_classes)``: every head's logits for ``x``."""
+        """``(K, N, num_classes)``: the logits for ``x`` of the ``K`` kept heads (:attr:`active`, in order)."""
         f = self.body(x)
-        return torch.stack([h(p(f)) for p, h in zip(self.pools, self.heads)])
+        return torch.stack([self.heads[k](self.pools[k](f)) for k in self.active])
 
     def mix(self, logits: Tensor) -> Tensor:
-        """Log-probabilities ``(N, C)`` of the mixture ``Σ_k p_k softmax(logits_k)`` of head logits ``(K, N, C)``."""
-        logp = torch.log_softmax(self.alpha, 0).reshape(-1, 1, 1) + torch.log_softmax(logits, -1)
-        return torch.logsumexp(logp, 0)
+        """Log-probabilities ``(N, C)`` of the mixture ``Σ_k p_k softmax(logits_k)`` of the kept heads' logits
+        ``(K, N, C)`` (:meth:`head_logits`)."""
+        log_p = torch.log_softmax(self._alpha(), 0)[self.active]
+        return torch.logsumexp(log_p.reshape(-1, 1, 1) + torch.log_softmax(logits, -1), 0)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.mix(self.head_logits(x))
 
     def features(self, x: Tensor) -> Tensor:
         """The input of the most weighted head (what the lab's instruments measure)."""
-        k = int(self.alpha.detach().argmax())
+        k = int(self._alpha().detach().argmax())
         y = self.pools[k](self.body(x))
         return y[0] if isinstance(y, tuple) else y
 
     @property
     def head_size(self) -> tuple[int, ...]:
-        return self.head_sizes[int(self.alpha.detach().argmax())]
+        return self.head_sizes[int(self._alpha().detach().argmax())]
 
     def head_parameters(self) -> int:
         """Parameters of the most weighted head."""
-        return sum(p.numel() for p in self.heads[int(self.alpha.detach().argmax())].parameters())
+        return sum(p.numel() for p in self.heads[int(self._alpha().detach().argmax())].parameters())
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -296,7 +355,11 @@ class _Batches:
 def train_learned(
     model: LearnedLeverNet, ds: Dataset, config: Any, learn: LearnConfig, seed: int, progress: bool = False
 ) -> list[float]:
-    """Train weights and lever together; return the learned λ's trajectory (about 50 points)."""
+    """Train weights and lever together; return the learned λ's trajectory (about 50 points).
+
+    The lever learns until ``learn.commit`` of the steps, then :meth:`LearnedLeverNet.commit` fixes it
+    (and a held-out split rejoins the training batches); the step it happened at is ``model.commit_step``.
+    """
     from .train import _autocast, _class_weights, _device_of, lr_scheduler, optimizer_step
 
     dev = _device_of(model)
@@ -312,8 +375,10 @@ def train_learned(
         fit_idx = torch.arange(n)
     fit = _Batches(fit_idx, config.batch_size, gen)
     opt = torch.optim.Adam(model.weight_parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = lr_scheduler(opt, config)
+    sched = lr_scheduler(opt, config, warmup=learn.warmup)
     arch = torch.optim.Adam([model.alpha], lr=learn.arch_lr, betas=(0.5, 0.999))
+    commit_at = config.steps + 1 if learn.commit >= 1 else max(1, math.ceil(learn.commit * config.steps))
+    model.commit_step = None
     every = max(1, config.steps // 50)
     trajectory = [model.learned_lever()]
     bar = None
@@ -323,6 +388,11 @@ def train_learned(
         bar = tqdm(total=config.steps, desc="steps (learned λ)", leave=False, unit="step")
     model.train()
     for step in range(1, config.steps + 1):
+        if step == commit_at:
+            model.commit(learn.prune)
+            model.commit_step = step
+            if learn.objective == "val":  # the split served α; the weights now train on all of it
+                fit = _Batches(torch.arange(n), config.batch_size, gen)
         idx = fit.next()
         x, y = ds.X_train[idx].to(dev, non_blocking=True), ds.y_train[idx].to(dev, non_blocking=True)
         with _autocast(dev, config.amp):
@@ -331,11 +401,11 @@ def train_learned(
         # weight in the mixture says how good it is, not how loud its logits are
         losses = torch.stack([F.cross_entropy(h, y, weight=weight) for h in logits])
         if learn.head_loss == "weighted":
-            loss = (model.weights().detach() * losses).sum()
+            loss = (model.weights().detach()[model.active] * losses).sum()
         else:
             loss = losses.mean()
         optimizer_step(loss, opt, scaler, sched)
-        if step % learn.arch_every == 0:
+        if step < commit_at and step % learn.arch_every == 0:
             if learn.objective == "val":
                 # first-order: α's gradient on a held-out batch at the current weights; the conv
                 # stack and heads run without autograd, so only the mixture is differentiated
@@ -414,6 +484,8 @@ def run_learned_trial(
     m["lever_weights"] = [float(v) for v in w.tolist()]
     m["lever_candidates"] = list(learn.levers)
     m["learn_objective"] = learn.objective
+    m["lever_commit_step"] = math.nan if model.commit_step is None else float(model.commit_step)
+    m["heads_kept"] = float(len(model.active))
     m["head_params"] = float(model.head_parameters())
     m["params"] = float(model.num_parameters())
     m["head_positions"] = float(sum(p * math.prod(s) for p, s in zip(w.tolist(), model.head_sizes)))

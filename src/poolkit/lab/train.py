@@ -231,12 +231,26 @@ def _class_weights(ds: Dataset, config: TrainConfig) -> Tensor | None:
     return counts.sum() / (ds.num_classes * counts)
 
 
-def lr_scheduler(opt: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The schedule ``config.lr_schedule`` asks for, stepped once per training step (None: constant)."""
-    if config.lr_schedule == "constant":
-        return None
+def lr_scheduler(
+    opt: torch.optim.Optimizer, config: TrainConfig, warmup: float = 0.0
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The schedule ``config.lr_schedule`` asks for, stepped once per training step (None: constant).
+
+    ``warmup`` (a fraction of ``config.steps``, 0 = none) ramps the learning rate linearly up to the
+    schedule's over the first steps (the learned lever's shared conv stack needs it, :mod:`.learn`).
+    """
     steps = config.steps
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1.0 + math.cos(math.pi * min(i, steps) / steps)))
+    ramp = max(1, round(warmup * steps)) if warmup > 0 else 0
+    if config.lr_schedule == "constant" and not ramp:
+        return None
+
+    def factor(i: int) -> float:
+        f = min(1.0, (i + 1) / ramp) if ramp else 1.0
+        if config.lr_schedule == "cosine":
+            f *= 0.5 * (1.0 + math.cos(math.pi * min(i, steps) / steps))
+        return f
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def train_model(model: torch.nn.Module, ds: Dataset, config: TrainConfig, seed: int, progress: bool = False) -> None:
