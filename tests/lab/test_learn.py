@@ -189,3 +189,41 @@ def test_the_lever_is_fixed_at_the_commit_step(tiny):
     assert m["heads_kept"] == len(kept) and sum(kept) == pytest.approx(1.0)
     never = run_learned_trial(tiny, "max", 0, cfg, LearnConfig(arch_every=1, commit=1.0))
     assert math.isnan(never["lever_commit_step"]) and never["heads_kept"] == 5
+
+
+@pytest.mark.parametrize("objective", ["val", "train"])
+def test_sample_heads_trains_that_many_heads_per_step_until_the_commit(tiny, monkeypatch, objective):
+    from poolkit.lab import learn as learn_mod
+
+    trained: list[int] = []  # heads computed with autograd on, per call of head_logits
+    original = learn_mod.LearnedLeverNet.head_logits
+
+    def spy(self, x, heads=None):
+        if torch.is_grad_enabled():
+            trained.append(len(self.active if heads is None else heads))
+        return original(self, x, heads)
+
+    monkeypatch.setattr(learn_mod.LearnedLeverNet, "head_logits", spy)
+    cfg = TrainConfig(steps=10, channels=4, batch_size=16)
+    m = run_learned_trial(tiny, "max", 0, cfg, LearnConfig(objective=objective, sample_heads=2, commit=0.5,
+                                                           prune=0.0, warmup=0.0))
+    assert m["heads_kept"] == 5  # prune=0 keeps every head: after the commit all five train together
+    assert trained[:4] == [2] * 4 and trained[5:10] == [5] * 5  # steps 1-4 sampled, commit at step 5
+    assert 0.0 <= m["learned_lever"] <= 1.0
+
+
+def test_sample_heads_at_or_above_the_head_count_is_every_head(tiny):
+    cfg = TrainConfig(steps=6, channels=4, batch_size=16)
+    opts = {"arch_every": 1, "commit": 1.0, "warmup": 0.0}
+    every = run_learned_trial(tiny, "max", 0, cfg, LearnConfig(**opts))
+    five = run_learned_trial(tiny, "max", 0, cfg, LearnConfig(**opts, sample_heads=5))
+    two = run_learned_trial(tiny, "max", 0, cfg, LearnConfig(**opts, sample_heads=2))
+    assert five["lever_trajectory"] == every["lever_trajectory"]
+    assert two["lever_trajectory"] != every["lever_trajectory"]
+    # a study stored before the option existed keeps its keys (values of the release before it)
+    assert learn_key(LearnConfig()) == -1.601086
+    assert learn_key(LearnConfig(objective="train", commit=0.5)) == -2.211418
+    assert learn_key(LearnConfig(sample_heads=2)) not in (-1.601086, learn_key(LearnConfig(sample_heads=3)))
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ValueError, match="sample_heads"):
+            LearnConfig(sample_heads=bad)

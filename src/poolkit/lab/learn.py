@@ -31,6 +31,8 @@ shared conv stack in the first steps; at 30 % of the steps the lever is fixed
 (:meth:`LearnedLeverNet.commit`): α freezes, the heads under 5 % weight are dropped, and the held-out
 split rejoins the weights' training batches, so the rest of the run trains the chosen network alone,
 on the whole training set, at about the cost of a fixed-λ network with a full-resolution conv stack.
+Before the commit every head trains every step (``sample_heads=0``); ``sample_heads=2`` trains two
+heads drawn at random per step, cheaper, but measured to misplace the lever on digits-where.
 
 An optional compute term (``compute=``, off by default) adds
 ``compute · Σ_k p_k · positions_k / positions_0`` to α's loss, the analogue of
@@ -75,6 +77,7 @@ from .models import LeverNet, _probe, build_pool
 __all__ = ["LearnConfig", "LearnedLeverNet", "parse_learn", "run_learned_trial", "learn_key", "OBJECTIVES"]
 
 OBJECTIVES = ("val", "train")
+_LATER = {"sample_heads": 0}  # options newer than the storage keys, with the default that leaves a key as it was
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,10 @@ class LearnConfig:
             computed), and with ``objective="val"`` the held-out part rejoins the weights' training
             batches: the rest of the run trains the chosen network alone, on the whole training set.
         prune: mixture weight under which a head is dropped at the commit (0 = keep every head).
+        sample_heads: before the commit, train only this many heads per step, drawn uniformly at random
+            (seeded) among the kept ones, their losses scaled so that the weights' loss stays an unbiased
+            estimate of the all-heads loss (0 = every head every step). α's held-out step still sees
+            every head. Cuts the cost of the steps before the commit, whose max-pool backwards dominate.
     """
 
     objective: str = "val"
@@ -111,6 +118,7 @@ class LearnConfig:
     warmup: float = 0.1
     commit: float = 0.3
     prune: float = 0.05
+    sample_heads: int = 0
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -133,6 +141,8 @@ class LearnConfig:
             raise ValueError(f"commit must be a fraction of the steps in (0, 1] (1 = never), got {self.commit!r}")
         if isinstance(self.prune, bool) or not isinstance(self.prune, (int, float)) or not 0 <= self.prune < 1:
             raise ValueError(f"prune must be a mixture weight in [0, 1), got {self.prune!r}")
+        if isinstance(self.sample_heads, bool) or not isinstance(self.sample_heads, int) or self.sample_heads < 0:
+            raise ValueError(f"sample_heads must be an int >= 0 (0 = every head), got {self.sample_heads!r}")
 
     @property
     def levers(self) -> tuple[float, ...]:
@@ -179,7 +189,8 @@ def learn_key(config: LearnConfig) -> float:
         True
     """
     base = -1.0 - OBJECTIVES.index(config.objective)
-    opts = {k: v for k, v in config.to_dict().items() if k != "objective"}
+    # options added after a release enter the checksum only when set, so stored keys stay valid
+    opts = {k: v for k, v in config.to_dict().items() if k != "objective" and not (k in _LATER and v == _LATER[k])}
     digest = zlib.crc32(json.dumps(opts, sort_keys=True).encode())
     return base - (1 + digest % 999_998) / 1_000_000  # six decimals: the storage key's rounding
 
@@ -295,10 +306,11 @@ class LearnedLeverNet(nn.Module):
         """Head positions relative to the λ = min candidate's, expected under the mixture (the compute term)."""
         return (self.weights() * self._positions.to(self.alpha.dtype)).sum()
 
-    def head_logits(self, x: Tensor) -> Tensor:
-        """``(K, N, num_classes)``: the logits for ``x`` of the ``K`` kept heads (:attr:`active`, in order)."""
+    def head_logits(self, x: Tensor, heads: list[int] | None = None) -> Tensor:
+        """``(K, N, num_classes)``: the logits for ``x`` of the ``K`` kept heads (:attr:`active`, in order),
+        or of the listed ``heads`` only."""
         f = self.body(x)
-        return torch.stack([self.heads[k](self.pools[k](f)) for k in self.active])
+        return torch.stack([self.heads[k](self.pools[k](f)) for k in (self.active if heads is None else heads)])
 
     def mix(self, logits: Tensor) -> Tensor:
         """Log-probabilities ``(N, C)`` of the mixture ``Σ_k p_k softmax(logits_k)`` of the kept heads' logits
@@ -374,6 +386,7 @@ def train_learned(
     else:
         fit_idx = torch.arange(n)
     fit = _Batches(fit_idx, config.batch_size, gen)
+    head_gen = torch.Generator().manual_seed(20_011 + seed)  # its own stream: batches stay those of sample_heads=0
     opt = torch.optim.Adam(model.weight_parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = lr_scheduler(opt, config, warmup=learn.warmup)
     arch = torch.optim.Adam([model.alpha], lr=learn.arch_lr, betas=(0.5, 0.999))
@@ -395,15 +408,21 @@ def train_learned(
                 fit = _Batches(torch.arange(n), config.batch_size, gen)
         idx = fit.next()
         x, y = ds.X_train[idx].to(dev, non_blocking=True), ds.y_train[idx].to(dev, non_blocking=True)
+        trained = model.active
+        if step < commit_at and 0 < learn.sample_heads < len(model.active):
+            pick = torch.randperm(len(model.active), generator=head_gen)[: learn.sample_heads]
+            trained = [model.active[i] for i in sorted(pick.tolist())]
         with _autocast(dev, config.amp):
-            logits = model.head_logits(x).float()
+            logits = model.head_logits(x, trained).float()
         # every head learns as a classifier of its own (the mean of their losses), so a head's
-        # weight in the mixture says how good it is, not how loud its logits are
+        # weight in the mixture says how good it is, not how loud its logits are; a sample of
+        # heads is scaled by len(active) / len(trained), an unbiased estimate of the full sum
         losses = torch.stack([F.cross_entropy(h, y, weight=weight) for h in logits])
+        scale = len(model.active) / len(trained)
         if learn.head_loss == "weighted":
-            loss = (model.weights().detach()[model.active] * losses).sum()
+            loss = scale * (model.weights().detach()[trained] * losses).sum()
         else:
-            loss = losses.mean()
+            loss = scale * losses.sum() / len(model.active)
         optimizer_step(loss, opt, scaler, sched)
         if step < commit_at and step % learn.arch_every == 0:
             if learn.objective == "val":
@@ -413,8 +432,11 @@ def train_learned(
                 with torch.no_grad(), _autocast(dev, config.amp):
                     hl = model.head_logits(ds.X_train[hidx].to(dev, non_blocking=True)).float()
                 hy = ds.y_train[hidx].to(dev, non_blocking=True)
-            else:
+            elif trained is model.active:
                 hl, hy = logits.detach(), y
+            else:  # the mixture needs every kept head: one more forward pass of the batch
+                with torch.no_grad(), _autocast(dev, config.amp):
+                    hl, hy = model.head_logits(x).float(), y
             arch.zero_grad(set_to_none=True)
             aloss = F.nll_loss(model.mix(hl), hy, weight=weight) + learn.compute * model.expected_positions()
             aloss.backward()
