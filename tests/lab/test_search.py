@@ -199,6 +199,22 @@ def test_report_of_a_search_names_the_held_out_choice(searched, tmp_path):
     assert table.splitlines()[4].startswith(f"| {best.number} | ")  # ranked by the held-out score
 
 
+def test_a_search_stars_each_learned_trial_apart(searched, tmp_path):
+    from poolkit.lab.report_stats import _learned
+
+    _, url, name, _ = searched
+    frame = trials_frame(url, name)
+    learned = frame[frame["learned_lever"].notna()] if "learned_lever" in frame.columns else frame.iloc[:0]
+    if len(learned) < 2:
+        pytest.skip("the tiny search sampled fewer than two learned trials")
+    per = _learned(frame, per_trial=True)
+    assert len(per) == len(learned) and per["learned_lever_std"].isna().all()  # one star each, no mean
+    assert sorted(per["learned_lever_mean"]) == pytest.approx(sorted(learned["learned_lever"]))
+    assert len(_learned(frame)) == learned["pool"].nunique()  # a grid's summary averages per statistic
+    _md, html = _report_text(url, name, tmp_path)
+    assert "the λ each learned trial chose" in html and "mean ± std over seeds)." not in html
+
+
 def test_retrain_best_and_its_command_reproduce(searched, tmp_path):
     _out, url, name, _ = searched
     best = retrain_best(url, name, seeds=2)

@@ -343,12 +343,15 @@ def write_report(study_name: str, storage: str, out: str | Path) -> Path:
 
     mlabel = ranking_metric(summary)[1] if have_grid else "test accuracy"
     figures: list[tuple[str, str, str]] = []  # (file, title, caption)
-    if _lever_figure(summary, learned, colors, history is not None, out / "lever.png"):
+    # a search's learned trials are one configuration each: one star per trial, no mean across networks
+    stars = _learned(frame, per_trial=True) if search is not None else learned
+    star_text = " Stars: the λ each learned trial chose (one per configuration)." if search is not None else (
+        " Stars: the λ the network learned (mean ± std over seeds).")
+    if _lever_figure(summary, stars, colors, history is not None, out / "lever.png"):
         figures.append(("lever.png", "Against the lever λ",
                         "Mean over seeds, the band ± one std; the λ = 0 point (no pooling) is shared by every "
-                        "statistic." + (" Stars: the λ the network learned (mean ± std over seeds)."
-                                        if learned is not None else "")))
-    if _pareto_figure(summary, learned, colors, out / "pareto.png"):
+                        "statistic." + (star_text if learned is not None else "")))
+    if _pareto_figure(summary, stars, colors, out / "pareto.png"):
         figures.append(("pareto.png", "The trade-off",
                         f"{mlabel.capitalize()} against consistency under circular shifts and against the change "
                         "of the head's input under shifts; each point one setting, λ written beside it; dashed: "

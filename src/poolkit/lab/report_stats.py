@@ -261,14 +261,19 @@ def _against(c: dict[str, Any] | None) -> str:
     return f" ({_interval(c)})" if c["clear"] else f", within the seeds' spread ({_interval(c)})"
 
 
-def _learned(frame: Any) -> Any:
-    """Per statistic, the learned λ and the accuracies of the learned-lever trials (or None)."""
+def _learned(frame: Any, per_trial: bool = False) -> Any:
+    """Per statistic, the learned λ and the accuracies of the learned-lever trials (or None).
+
+    ``per_trial=True`` keeps one row per trial (std NaN): a search's learned trials each have an
+    architecture of their own, so their mean would mix networks.
+    """
     if frame is None or "learned_lever" not in frame.columns:
         return None
     rows = frame[_num(frame, "learned_lever").notna()]
     if rows.empty:
         return None
-    rows = rows.assign(lever=0.0)  # group by statistic only: the starting λ is not what was chosen
+    # group by statistic only (the starting λ is not what was chosen), or by trial
+    rows = rows.assign(lever=range(len(rows)) if per_trial else 0.0)
     s = summarize(rows)
     return s.drop(columns=["lever"])
 
