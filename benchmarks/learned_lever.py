@@ -127,16 +127,14 @@ def main(argv: list[str] | None = None) -> None:
     jobs += [] if args.no_grid else [("grid", None, lv, s) for s in range(args.seeds) for lv in levers]
     jobs += [("learn", "train", None, s) for s in range(args.seeds)]
     objectives = set(args.objectives.split(","))
-    # one short untimed pass of each kind first: the first trial of a process pays its warm-up
-    warm = dataclasses.replace(cfg, steps=20)
-    run_learned_trial(ds, args.pool, 0, warm, parse_learn(args.learn) or LearnConfig())
-    if not args.no_grid:
-        run_trial(ds, args.pool, levers[-1], 0, warm)
+    jobs = [(kind, obj, lv, seed) for kind, obj, lv, seed in jobs
+            if (kind != "learn" or obj in objectives) and (args.dataset, args.padding, kind, obj, lv, seed) not in done]
+    if jobs:  # one short untimed pass of each kind first: the first trial of a process pays its warm-up
+        warm = dataclasses.replace(cfg, steps=20)
+        run_learned_trial(ds, args.pool, 0, warm, parse_learn(args.learn) or LearnConfig())
+        if not args.no_grid:
+            run_trial(ds, args.pool, levers[-1], 0, warm)
     for kind, obj, lv, seed in jobs:
-        if kind == "learn" and obj not in objectives:
-            continue
-        if (args.dataset, args.padding, kind, obj, lv, seed) in done:
-            continue
         if kind == "grid":
             m = run_trial(ds, "none" if lv == 0 else args.pool, lv, seed, cfg)
         else:
