@@ -447,11 +447,12 @@ def _work(
             time.sleep(random.random() * 0.2)  # de-synchronize workers that would pop the queue together
         try:
             study.optimize(objective, n_trials=1, catch=(_NoGridPoint,))
-        except ValueError as err:
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as err:
             # SQLite has no SELECT ... FOR UPDATE: two processes can pop the same queued trial at once. Both
-            # train it; the first to finish records it and the other's tell is refused, so the grid point
-            # still completes exactly once (PostgreSQL locks the row, so there it cannot happen).
-            if not str(err).startswith("Cannot tell a"):
+            # train it; the first to finish records it and the other's tell is refused (a ValueError, or
+            # UpdateFinishedTrialError when the storage refuses the state), so the grid point still
+            # completes exactly once (PostgreSQL locks the row, so there it cannot happen).
+            if isinstance(err, ValueError) and not str(err).startswith("Cannot tell a"):
                 raise
         ran += 1
         if bar is not None:
