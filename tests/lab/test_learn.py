@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import optuna
@@ -227,3 +228,74 @@ def test_sample_heads_at_or_above_the_head_count_is_every_head(tiny):
     for bad in (-1, True, 1.5):
         with pytest.raises(ValueError, match="sample_heads"):
             LearnConfig(sample_heads=bad)
+
+
+def _grid_twin(net: LearnedLeverNet, k: int, spatial, padding_mode: str):
+    """The grid's LeverNet at the candidate's λ, carrying the learned net's conv weights and head k."""
+    from poolkit.lab.models import LeverNet
+
+    twin = LeverNet(1, 5, spatial, net.levers[k], "max", padding_mode, channels=4, blocks=net.blocks)
+    convs = [m for m in net.body if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))]
+    twin_convs = [m for m in twin.body if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))]
+    for src, dst in zip(convs, twin_convs, strict=True):
+        dst.load_state_dict(src.state_dict())
+    twin.head.load_state_dict(net.heads[k].state_dict())
+    return twin
+
+
+@pytest.mark.parametrize("spatial,padding_mode", [((40,), "zeros"), ((24, 24), "circular")])
+def test_regrid_moves_the_kept_heads_onto_the_grid_architecture(spatial, padding_mode):
+    torch.manual_seed(0)
+    net = LearnedLeverNet(1, 5, spatial, "max", padding_mode=padding_mode, channels=4)
+    x = torch.randn(3, 1, *spatial)
+    with torch.no_grad():
+        net.alpha.copy_(torch.tensor([-9.0, -9.0, 1.0, 2.0, 1.5]))
+    before = net.head_logits(x).detach()
+    assert net.commit(prune=0.05, regrid=True) == [2, 3, 4] and net.is_regridded
+    after = net.head_logits(x)
+    # each kept head now sees exactly what the grid's model at its λ feeds its head
+    for row, k in enumerate(net.active):
+        torch.testing.assert_close(after[row], _grid_twin(net, k, spatial, padding_mode)(x))
+    # λ = 0.5 and 0.75 pool after the first block in the grid, so their logits changed; λ = 1 (one
+    # global pool after the last block) is the same network either way
+    assert not torch.allclose(after[0], before[2]) and not torch.allclose(after[1], before[3])
+    torch.testing.assert_close(after[2], before[4])
+    after.sum().backward()  # gradients reach the shared convs through the grid's paths
+    assert all(p.grad is not None for p in net.body.parameters())
+    assert net.features(x).shape == (3, 4, *net.head_size)
+    fresh = LearnedLeverNet(1, 5, spatial, "max", padding_mode=padding_mode, channels=4)
+    fresh.load_state_dict(net.state_dict())
+    assert fresh.is_regridded and fresh.active == [2, 3, 4]
+    torch.testing.assert_close(fresh(x), net(x))
+
+
+def test_regrid_says_when_a_statistic_cannot_take_the_grid_architecture():
+    net = LearnedLeverNet(1, 5, (24, 24), "multistat", channels=4)
+    assert set(net.regrid_refused) == {2, 3} and "channels" in net.regrid_refused[2]
+    with torch.no_grad():
+        net.alpha.copy_(torch.tensor([-9.0, -9.0, -9.0, 2.0, 1.0]))
+    with pytest.warns(UserWarning, match="no regrid.*λ = 0.75.*multistat"):
+        assert net.commit(prune=0.05, regrid=True) == [3, 4]
+    assert not net.is_regridded
+    # when only heads whose grid model pools once are kept, nothing is refused
+    other = LearnedLeverNet(1, 5, (24, 24), "multistat", channels=4)
+    with torch.no_grad():
+        other.alpha.copy_(torch.tensor([-9.0, -9.0, -9.0, -9.0, 1.0]))
+    other.commit(prune=0.05, regrid=True)
+    assert other.is_regridded
+
+
+def test_a_regridded_trial_trains_and_reports_it(tiny):
+    cfg = TrainConfig(steps=8, channels=4, batch_size=16)
+    learn = LearnConfig(arch_every=1, commit=0.5, prune=0.0, warmup=0.0, regrid=True)
+    m = run_learned_trial(tiny, "max", 0, cfg, learn)
+    assert m["regridded"] == 1.0 and m["heads_kept"] == 5 and 0.0 <= m["test_acc"] <= 1.0
+    plain = run_learned_trial(tiny, "max", 0, cfg, dataclasses.replace(learn, regrid=False))
+    assert plain["regridded"] == 0.0
+    assert plain["lever_trajectory"][:5] == m["lever_trajectory"][:5]  # the same run until the commit
+    assert plain["test_acc"] != m["test_acc"] or plain["test_loss"] != m["test_loss"]
+    assert learn_key(learn) != learn_key(dataclasses.replace(learn, regrid=False))
+    assert learn_key(LearnConfig(regrid=False)) == -1.601086  # the stored default key
+    assert parse_learn("learn:regrid=true").regrid is True
+    with pytest.raises(ValueError, match="regrid"):
+        LearnConfig(regrid=1)  # type: ignore[arg-type]

@@ -33,6 +33,12 @@ split rejoins the weights' training batches, so the rest of the run trains the c
 on the whole training set, at about the cost of a fixed-λ network with a full-resolution conv stack.
 Before the commit every head trains every step (``sample_heads=0``); ``sample_heads=2`` trains two
 heads drawn at random per step, cheaper, but measured to misplace the lever on digits-where.
+With ``regrid=True`` the commit also moves the kept heads onto the grid's own architecture at
+their λ (the conv blocks with :class:`~poolkit.lab.models.LeverNet`'s pools between them), so a λ that
+pools early runs its later blocks at the lower resolution for the rest of the run, as a grid trial
+does: measured cheaper on digits-where (about a quarter off a trial) but 4.5 points less accurate than
+the default there (the grid's architecture at λ = 0.75 scores lower than one pool after the last
+block), so it is off by default.
 
 An optional compute term (``compute=``, off by default) adds
 ``compute · Σ_k p_k · positions_k / positions_0`` to α's loss, the analogue of
@@ -42,7 +48,9 @@ Limits: every candidate pools once, after the last conv block, whereas a grid
 model at the same λ spreads its pools over the blocks, so the conv stack here
 always runs at full resolution (the cost of the λ = 0 and λ = 1 grid models) and
 the learned λ is read on a slightly different architecture than the grid's, and a trial costs
-more than a grid model at a λ that pools early (λ = 0.5 to 0.75 pool after the first block);
+more than a grid model at a λ that pools early (λ = 0.5 to 0.75 pool after the first block): on
+digits-where the steps before the commit alone cost more than 1.5 trials at λ = 0.75
+(``benchmarks/learned_lever_steps.py``), regridded or not;
 the lever is read at the commit step and cannot follow what training does after it;
 the trained network is the mixture of heads (a small ensemble), whose test
 accuracy is what a trial reports; the learned λ is an expectation over the
@@ -62,6 +70,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 import zlib
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -77,7 +86,8 @@ from .models import LeverNet, _probe, build_pool
 __all__ = ["LearnConfig", "LearnedLeverNet", "parse_learn", "run_learned_trial", "learn_key", "OBJECTIVES"]
 
 OBJECTIVES = ("val", "train")
-_LATER = {"sample_heads": 0}  # options newer than the storage keys, with the default that leaves a key as it was
+# options newer than the storage keys, with the default that leaves a key as it was
+_LATER: dict[str, object] = {"sample_heads": 0, "regrid": False}
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,9 @@ class LearnConfig:
             (seeded) among the kept ones, their losses scaled so that the weights' loss stays an unbiased
             estimate of the all-heads loss (0 = every head every step). α's held-out step still sees
             every head. Cuts the cost of the steps before the commit, whose max-pool backwards dominate.
+        regrid: at the commit, move the kept heads onto the grid's own architecture at their λ (the
+            conv blocks with LeverNet's pools between them, :meth:`LearnedLeverNet.commit`), so the rest
+            of the run costs what a grid trial at that λ costs instead of a full-resolution conv stack.
     """
 
     objective: str = "val"
@@ -119,6 +132,7 @@ class LearnConfig:
     commit: float = 0.3
     prune: float = 0.05
     sample_heads: int = 0
+    regrid: bool = False
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -143,6 +157,8 @@ class LearnConfig:
             raise ValueError(f"prune must be a mixture weight in [0, 1), got {self.prune!r}")
         if isinstance(self.sample_heads, bool) or not isinstance(self.sample_heads, int) or self.sample_heads < 0:
             raise ValueError(f"sample_heads must be an int >= 0 (0 = every head), got {self.sample_heads!r}")
+        if not isinstance(self.regrid, bool):
+            raise ValueError(f"regrid must be true or false, got {self.regrid!r}")
 
     @property
     def levers(self) -> tuple[float, ...]:
@@ -251,6 +267,17 @@ class LearnedLeverNet(nn.Module):
         self.pools = nn.ModuleList(pools)
         self.heads = nn.ModuleList(heads)
         self.head_sizes = sizes
+        # each candidate's pools as the grid's LeverNet at its λ spreads them over the blocks, used
+        # after a regridding commit; None where that model pools once, after the last block, as the head
+        self.blocks = blocks
+        self.regrid_refused: dict[int, str] = {}
+        paths: list[nn.Module] = []
+        for k, lever in enumerate(self.levers):
+            path, why = _grid_path(pool, dim, spatial, lever, blocks, channels, padding_mode, sizes[k])
+            paths.append(nn.Identity() if path is None else path)
+            if why:
+                self.regrid_refused[k] = why
+        self.grid_pools = nn.ModuleList(paths)
         self.alpha = nn.Parameter(torch.zeros(len(self.levers)))
         self.register_buffer("_lever_values", torch.tensor(self.levers), persistent=False)
         self.register_buffer(
@@ -258,18 +285,28 @@ class LearnedLeverNet(nn.Module):
         )
         # which heads are still computed (all until :meth:`commit` drops some); saved in the state_dict
         self.register_buffer("kept", torch.ones(len(self.levers), dtype=torch.bool))
+        # True once :meth:`commit` moved the kept heads onto the grid's architecture; saved in the state_dict
+        self.register_buffer("regridded", torch.zeros((), dtype=torch.bool))
         self.active = list(range(len(self.levers)))
+        self.is_regridded = False
         self.commit_step: int | None = None  # the training step at which train_learned fixed the lever
         self.register_load_state_dict_post_hook(lambda module, _keys: module._sync_active())
 
     def _sync_active(self) -> None:
         self.active = [k for k, keep in enumerate(self.kept.tolist()) if keep]
+        self.is_regridded = bool(self.regridded)  # read once here, not in every forward (a host sync on CUDA)
 
-    def commit(self, prune: float = 0.0) -> list[int]:
+    def commit(self, prune: float = 0.0, regrid: bool = False) -> list[int]:
         """Fix the lever: α stops learning and the heads whose weight is under ``prune`` are dropped.
 
         The kept heads' weights are renormalized among themselves; dropped heads are no longer computed.
         At least the most weighted head is kept. Returns the indices of the kept heads.
+
+        With ``regrid=True`` each kept head then sees the maps of the grid's own model at its λ: the
+        shared conv blocks with that model's pools between them (:class:`poolkit.lab.models.LeverNet`),
+        so a λ that pools early runs its later blocks at the lower resolution, as a grid trial does.
+        Where that architecture cannot be built for a kept head (:attr:`regrid_refused` says why) the
+        heads stay as they are and a warning says so.
 
         Example:
             >>> net = LearnedLeverNet(1, 10, (40,), "max")
@@ -284,6 +321,15 @@ class LearnedLeverNet(nn.Module):
         self.kept.copy_(keep)
         self._sync_active()
         self.alpha.requires_grad_(False)
+        if regrid:
+            refused = {k: self.regrid_refused[k] for k in self.active if k in self.regrid_refused}
+            if refused:
+                warnings.warn("learned lever: the kept heads stay on the full-resolution conv stack (no regrid): "
+                              + "; ".join(f"λ = {self.levers[k]:g}: {why}" for k, why in refused.items()),
+                              stacklevel=2)
+            else:
+                self.regridded.fill_(True)
+                self.is_regridded = True
         return list(self.active)
 
     def _alpha(self) -> Tensor:
@@ -309,8 +355,29 @@ class LearnedLeverNet(nn.Module):
     def head_logits(self, x: Tensor, heads: list[int] | None = None) -> Tensor:
         """``(K, N, num_classes)``: the logits for ``x`` of the ``K`` kept heads (:attr:`active`, in order),
         or of the listed ``heads`` only."""
-        f = self.body(x)
-        return torch.stack([self.heads[k](self.pools[k](f)) for k in (self.active if heads is None else heads)])
+        ks = self.active if heads is None else heads
+        return torch.stack([self.heads[k](f) for k, f in zip(ks, self._pooled(x, ks))])
+
+    def _pooled(self, x: Tensor, heads: list[int]) -> list[Tensor]:
+        """The input of each listed head: the full-resolution conv stack and the head's pool, or after a
+        regridding commit, the conv blocks with the grid's pools between them (block 1 computed once)."""
+        if not self.is_regridded or all(isinstance(self.grid_pools[k], nn.Identity) for k in heads):
+            f = self.body(x)
+            return [_first(self.pools[k](f)) for k in heads]
+        first = self.body[:2](x)
+        full: Tensor | None = None
+        out = []
+        for k in heads:
+            path = self.grid_pools[k]
+            if isinstance(path, nn.Identity):
+                full = self.body[2:](first) if full is None else full
+                out.append(_first(self.pools[k](full)))
+                continue
+            h = _first(path[0](first))  # type: ignore[index]
+            for b in range(1, self.blocks):
+                h = _first(path[b](self.body[2 * b + 1](self.body[2 * b](h))))  # type: ignore[index]
+            out.append(h)
+        return out
 
     def mix(self, logits: Tensor) -> Tensor:
         """Log-probabilities ``(N, C)`` of the mixture ``Σ_k p_k softmax(logits_k)`` of the kept heads' logits
@@ -323,9 +390,7 @@ class LearnedLeverNet(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """The input of the most weighted head (what the lab's instruments measure)."""
-        k = int(self._alpha().detach().argmax())
-        y = self.pools[k](self.body(x))
-        return y[0] if isinstance(y, tuple) else y
+        return self._pooled(x, [int(self._alpha().detach().argmax())])[0]
 
     @property
     def head_size(self) -> tuple[int, ...]:
@@ -341,6 +406,32 @@ class LearnedLeverNet(nn.Module):
     def weight_parameters(self) -> list[nn.Parameter]:
         """Every parameter except the lever α."""
         return [p for n, p in self.named_parameters() if n != "alpha"]
+
+
+def _first(y: Tensor | tuple[Tensor, ...]) -> Tensor:
+    return y[0] if isinstance(y, tuple) else y
+
+
+def _grid_path(
+    pool: str, dim: int, spatial: tuple[int, ...], lever: float, blocks: int, channels: int, padding_mode: str,
+    head_size: tuple[int, ...],
+) -> tuple[nn.ModuleList | None, str]:
+    """The pools the grid's LeverNet puts after each conv block at ``lever`` (None where it pools only
+    after the last block, as the head does), and why it cannot serve the head instead ('' when it can)."""
+    sched = pool_schedule(spatial, lever, blocks)
+    if lever == 0 or sched.global_pool or all(all(v == 1 for v in kern) for kern in sched.kernels[:-1]):
+        return None, ""
+    pools, size = [], spatial
+    for kern in sched.kernels:
+        p = build_pool(pool, dim, kern, channels, size, padding_mode)
+        c, *rest = _probe(p, (channels, *size))
+        if c != channels:
+            return None, f"{pool!r} turns {channels} channels into {c}, which the next conv block does not take"
+        pools.append(p)
+        size = tuple(rest)
+    if size != head_size:
+        return None, f"the grid's pools end at {size}, the head takes {head_size}"
+    return nn.ModuleList(pools), ""
 
 
 def _split(n: int, holdout: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -402,7 +493,7 @@ def train_learned(
     model.train()
     for step in range(1, config.steps + 1):
         if step == commit_at:
-            model.commit(learn.prune)
+            model.commit(learn.prune, regrid=learn.regrid)
             model.commit_step = step
             if learn.objective == "val":  # the split served α; the weights now train on all of it
                 fit = _Batches(torch.arange(n), config.batch_size, gen)
@@ -508,6 +599,7 @@ def run_learned_trial(
     m["learn_objective"] = learn.objective
     m["lever_commit_step"] = math.nan if model.commit_step is None else float(model.commit_step)
     m["heads_kept"] = float(len(model.active))
+    m["regridded"] = float(model.is_regridded)
     m["head_params"] = float(model.head_parameters())
     m["params"] = float(model.num_parameters())
     m["head_positions"] = float(sum(p * math.prod(s) for p, s in zip(w.tolist(), model.head_sizes)))
