@@ -80,6 +80,7 @@ def study(
     lr: float = typer.Option(1e-2),
     weight_decay: float = typer.Option(0.0, min=0.0, help="Adam weight decay"),
     lr_schedule: str = typer.Option("constant", help="constant, or cosine (from --lr down to 0 over the steps)"),
+    norm: str = typer.Option("none", help="none, or batch (a BatchNorm after each conv of the lab's network)"),
     data_option: list[str] = typer.Option([], help="KEY=VALUE passed to the dataset loader (repeatable)"),  # noqa: B008
     n_trials: int | None = typer.Option(None, help="with --sampler tpe: number of trials of the λ search"),
     sampler: str = typer.Option("grid", help="grid (sweep the levers) or tpe (search continuous λ)"),
@@ -126,7 +127,7 @@ def study(
             train_size=train_size,
             data_options=parse_options(data_option),
             train=TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                              lr_schedule=lr_schedule,
+                              lr_schedule=lr_schedule, norm=norm,
                               channels=channels, blocks=blocks, kernel_size=kernel_size, padding=padding,
                               threads=threads, device=device, amp=amp),
             n_trials=n_trials if sampler == "tpe" else None,

@@ -299,3 +299,28 @@ def test_a_regridded_trial_trains_and_reports_it(tiny):
     assert parse_learn("learn:regrid=true").regrid is True
     with pytest.raises(ValueError, match="regrid"):
         LearnConfig(regrid=1)  # type: ignore[arg-type]
+
+
+def test_learned_net_with_batch_norm_regrids_onto_the_grid_model(tiny):
+    torch.manual_seed(0)
+    net = LearnedLeverNet(1, 5, (24, 24), "max", padding_mode="circular", channels=4, norm="batch")
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.body) == 2
+    x = torch.randn(6, 1, 24, 24)
+    net(x)  # one training-mode pass: running statistics move off their start
+    with torch.no_grad():
+        net.alpha.copy_(torch.tensor([-9.0, -9.0, -9.0, 2.0, -9.0]))
+    net.commit(prune=0.05, regrid=True)
+    net.eval()
+    from poolkit.lab.models import LeverNet
+
+    twin = LeverNet(1, 5, (24, 24), 0.75, "max", "circular", channels=4, norm="batch").eval()
+    layers = [m for m in net.body if not isinstance(m, torch.nn.ReLU)]
+    twin_layers = [m for m in twin.body if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d))]
+    for src, dst in zip(layers, twin_layers, strict=True):
+        dst.load_state_dict(src.state_dict())
+    twin.head.load_state_dict(net.heads[3].state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(net.head_logits(x)[0], twin(x))
+    m = run_learned_trial(tiny, "max", 0, TrainConfig(steps=4, channels=4, batch_size=16, norm="batch"),
+                          LearnConfig(commit=0.5, regrid=True))
+    assert m["regridded"] == 1.0 and 0.0 <= m["test_acc"] <= 1.0

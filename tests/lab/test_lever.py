@@ -114,3 +114,26 @@ def test_levernet_takes_3d_data():
     net = LeverNet(2, 3, (8, 8, 8), 0.5, pool="max", channels=4)
     assert net.head_size == (4, 4, 4)  # target round(8 ** 0.5) = 3, reached by one 2x pool
     assert net(torch.rand(2, 2, 8, 8, 8)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("spatial,shift", [((40,), (7,)), ((24, 24), (5, -3)), ((6, 8, 8), (1, 2, -3))])
+def test_batch_norm_blocks_keep_the_exact_invariance_in_eval(spatial, shift):
+    torch.manual_seed(0)
+    net = LeverNet(2, 5, spatial, 1.0, pool="max", padding_mode="circular", channels=6, norm="batch")
+    norms = [m for m in net.body if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == 2 and all(m.num_features == 6 and m.weight.dim() == 1 for m in norms)
+    kinds = [type(m).__name__ for m in net.body]
+    assert kinds[:3] == [f"Conv{len(spatial)}d", f"BatchNorm{len(spatial)}d", "ReLU"]  # conv, norm, ReLU
+    x = torch.randn(4, 2, *spatial)
+    net.train()
+    net(x).sum().backward()  # training updates the running statistics, which eval then uses
+    assert not torch.equal(norms[0].running_mean, torch.zeros(6))
+    net.eval()
+    dims = tuple(range(2, 2 + len(spatial)))
+    with torch.no_grad():
+        a, b = net.features(x), net.features(torch.roll(x, shift, dims))
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert "norm='batch'" in repr(net) and "norm" not in repr(LeverNet(1, 3, (16,), 0.5))
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in LeverNet(1, 3, (16,), 0.5).body)
+    with pytest.raises(ValueError, match=r"norm must be one of \('none', 'batch'\), got 'layer'"):
+        LeverNet(1, 3, (16,), 0.5, norm="layer")

@@ -303,3 +303,14 @@ def test_search_space_groups_keep_a_range_given_directly_and_word_choices_parse(
 def test_start_params_cast_by_the_knob_kind():
     params = parse_search_space("lr,channels").start_params(TrainConfig(lr=1, channels=300), "max", 5)
     assert params["lr"] == 0.03 and isinstance(params["lr"], float) and params["channels"] == 128
+
+
+def test_norm_is_a_search_knob_and_reaches_the_best_command():
+    space = parse_search_space("norm")
+    assert space.knobs["norm"].choices == ("none", "batch") and "norm" in parse_search_space("all").knobs
+    with pytest.raises(ValueError, match=r"norm accepts none\|batch, got \['layer'\]"):
+        parse_search_space("norm=none|layer")
+    cmd = best_command(StudyConfig("mnist1d", pools=["max"], levers=[1.0], train=TrainConfig(norm="batch")), "z")
+    assert "--norm batch" in cmd and "--norm" not in best_command(StudyConfig("mnist1d", levers=[1.0]), "z")
+    with pytest.raises(ValueError, match="norm shape the lab's reference network"):
+        StudyConfig("digits-shift", n_trials=2, search_space="norm,lr", model="tests/lab/user_models.py:cnn2d")

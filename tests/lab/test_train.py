@@ -129,3 +129,20 @@ def test_cosine_schedule_changes_training_and_the_study_identity(digits):
     assert not torch.equal(nets[0], nets[1])  # same seed, same batches: only the learning rates differ
     assert "lr_schedule" not in StudyConfig().identity()["train"]
     assert StudyConfig(train=TrainConfig(lr_schedule="cosine")).identity()["train"]["lr_schedule"] == "cosine"
+
+
+def test_batch_norm_option_trains_enters_the_identity_only_when_set_and_is_refused_for_user_models(digits):
+    from poolkit.lab.study import StudyConfig
+    from poolkit.lab.train import build_model, train_model
+
+    cfg = TrainConfig(steps=4, channels=4, batch_size=20, norm="batch")
+    net = build_model(digits, "max", 0.5, cfg)
+    assert net.norm == "batch" and sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 2
+    train_model(net, digits, cfg, seed=0)
+    assert all(m.num_batches_tracked == 4 for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert "norm" not in StudyConfig().identity()["train"]  # studies stored before the option resume
+    assert StudyConfig(train=cfg).identity()["train"]["norm"] == "batch"
+    with pytest.raises(ValueError, match=r"norm must be one of \('none', 'batch'\), got 'group'"):
+        TrainConfig(norm="group")
+    with pytest.raises(ValueError, match="norm='batch' adds batch norm to the lab's reference network"):
+        StudyConfig("digits-shift", model="tests/lab/user_models.py:resnet1d", train=cfg)

@@ -220,7 +220,7 @@ class LearnedLeverNet(nn.Module):
         spatial: input size per spatial axis (1 or 2 axes).
         pool: registry spec of the statistic every head pools with.
         levers: candidate λ values.
-        padding_mode, channels, blocks, kernel_size: as :class:`poolkit.lab.models.LeverNet`.
+        padding_mode, channels, blocks, kernel_size, norm: as :class:`poolkit.lab.models.LeverNet`.
 
     Example:
         >>> net = LearnedLeverNet(1, 10, (40,), "max")
@@ -243,6 +243,7 @@ class LearnedLeverNet(nn.Module):
         channels: int = 32,
         blocks: int = 2,
         kernel_size: int | None = None,
+        norm: str = "none",
     ) -> None:
         super().__init__()
         spatial = tuple(int(s) for s in spatial)
@@ -250,8 +251,10 @@ class LearnedLeverNet(nn.Module):
         if len(self.levers) < 2:
             raise ValueError(f"levers must hold at least two candidate values, got {levers!r}")
         # the λ = 0 LeverNet is the conv stack with no pools: reuse it, drop its head
-        base = LeverNet(in_channels, num_classes, spatial, 0.0, pool, padding_mode, channels, blocks, kernel_size)
+        base = LeverNet(in_channels, num_classes, spatial, 0.0, pool, padding_mode, channels, blocks, kernel_size,
+                        norm)
         self.body = base.body
+        self._per_block = len(base.body) // blocks  # conv, (batch norm,) ReLU
         self.pool_spec = pool
         self.input_size = spatial
         dim = len(spatial)
@@ -364,18 +367,19 @@ class LearnedLeverNet(nn.Module):
         if not self.is_regridded or all(isinstance(self.grid_pools[k], nn.Identity) for k in heads):
             f = self.body(x)
             return [_first(self.pools[k](f)) for k in heads]
-        first = self.body[:2](x)
+        per = self._per_block
+        first = self.body[:per](x)
         full: Tensor | None = None
         out = []
         for k in heads:
             path = self.grid_pools[k]
             if isinstance(path, nn.Identity):
-                full = self.body[2:](first) if full is None else full
+                full = self.body[per:](first) if full is None else full
                 out.append(_first(self.pools[k](full)))
                 continue
             h = _first(path[0](first))  # type: ignore[index]
             for b in range(1, self.blocks):
-                h = _first(path[b](self.body[2 * b + 1](self.body[2 * b](h))))  # type: ignore[index]
+                h = _first(path[b](self.body[b * per : (b + 1) * per](h)))  # type: ignore[index]
             out.append(h)
         return out
 
@@ -579,7 +583,7 @@ def run_learned_trial(
         torch.manual_seed(seed)
         model = LearnedLeverNet(
             ds.channels, ds.num_classes, ds.spatial, pool, learn.levers, config.padding, config.channels,
-            config.blocks, config.kernel_size,
+            config.blocks, config.kernel_size, config.norm,
         ).to(dev)
         trajectory = train_learned(model, ds, config, learn, seed, progress)
         m: dict[str, Any] = dict(evaluate(model, ds, config, seed))  # type: ignore[arg-type]

@@ -21,10 +21,13 @@ import poolkit
 
 from .lever import Schedule, check_lever, pool_schedule
 
-__all__ = ["LeverNet", "build_pool", "PADDING_MODES"]
+__all__ = ["LeverNet", "build_pool", "PADDING_MODES", "NORMS"]
 
 PADDING_MODES = ("zeros", "circular")
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+#: Normalizations a conv block may have after its conv: none, or batch normalization.
+NORMS = ("none", "batch")
+_BATCHNORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
 def build_pool(
@@ -76,7 +79,7 @@ def _probe(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 class LeverNet(nn.Module):
-    """Conv blocks (conv + ReLU, then the lever's pool) and a flatten + linear head.
+    """Conv blocks (conv, optional batch norm, ReLU, then the lever's pool) and a flatten + linear head.
 
     The conv stack is the same for every λ; only the pools and the head's input
     size change. With ``padding_mode="circular"`` and ``lever=1`` the head's
@@ -92,6 +95,8 @@ class LeverNet(nn.Module):
         channels: conv width.
         blocks: number of conv blocks.
         kernel_size: conv kernel (odd); default 5 in 1-D, 3 in 2-D and 3-D.
+        norm: ``"none"`` or ``"batch"`` (a BatchNorm after each conv, before its ReLU; in eval mode a
+            per-channel affine map, so shift equivariance and the exact invariance at λ = 1 hold).
 
     Shape:
         - Input: ``(N, in_channels, *spatial)``
@@ -114,6 +119,7 @@ class LeverNet(nn.Module):
         channels: int = 32,
         blocks: int = 2,
         kernel_size: int | None = None,
+        norm: str = "none",
     ) -> None:
         super().__init__()
         spatial = tuple(int(s) for s in spatial)
@@ -122,6 +128,9 @@ class LeverNet(nn.Module):
             raise ValueError(f"spatial must have 1 to 3 axes (1-D, 2-D or 3-D data), got {spatial!r}")
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        self.norm = norm
         for name, val in (("in_channels", in_channels), ("num_classes", num_classes), ("channels", channels)):
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(f"{name} must be a positive int, got {val!r}")
@@ -136,8 +145,10 @@ class LeverNet(nn.Module):
         c_in = in_channels
         size = tuple(spatial)
         for b, kern in enumerate(self.schedule.kernels):
-            layers += [_CONV[dim](c_in, channels, k, padding=k // 2, padding_mode=padding_mode),  # type: ignore[arg-type]
-                       nn.ReLU()]
+            layers.append(_CONV[dim](c_in, channels, k, padding=k // 2, padding_mode=padding_mode))  # type: ignore[arg-type]
+            if norm == "batch":
+                layers.append(_BATCHNORM[dim](channels))
+            layers.append(nn.ReLU())
             last = b == blocks - 1
             c_in = channels
             if self.lever > 0:
@@ -170,7 +181,8 @@ class LeverNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def extra_repr(self) -> str:
-        return f"lever={self.lever}, pool={self.pool_spec!r}, head_size={self.head_size}"
+        norm = "" if self.norm == "none" else f", norm={self.norm!r}"
+        return f"lever={self.lever}, pool={self.pool_spec!r}, head_size={self.head_size}{norm}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,7 @@
 
 A TPE study normally samples λ and the statistic. With a search space it also
 samples the lab network's knobs (conv width, blocks, kernel size, learning rate,
-steps, weight decay, learning-rate schedule, batch size, padding) and, when ``learn`` is in the space,
+steps, weight decay, learning-rate schedule, batch size, padding, batch norm) and, when ``learn`` is in the space,
 whether λ is fixed or learned (:mod:`poolkit.lab.learn`).
 
 The first trial is the base configuration (the study's own training options,
@@ -85,10 +85,11 @@ KNOBS: dict[str, Knob] = {
     "lr_schedule": Knob("cat", choices=("constant", "cosine")),
     "batch_size": Knob("cat", choices=(32, 64, 100, 200)),
     "padding": Knob("cat", choices=("zeros", "circular")),
+    "norm": Knob("cat", choices=("none", "batch")),
 }
 _GROUPS = {"arch": ("channels", "blocks", "kernel_size", "lr", "steps"), "all": tuple(KNOBS)}
 _POSITIVE_INT = ("channels", "blocks", "steps", "batch_size")
-_TEXT = ("padding", "lr_schedule")  # knobs whose choices are words
+_TEXT = ("padding", "lr_schedule", "norm")  # knobs whose choices are words
 
 
 @dataclass(frozen=True)
@@ -348,6 +349,8 @@ def best_command(cfg: Any, study_name: str, storage: str | None = None, train_fn
              str(tr.batch_size), "--padding", tr.padding]
     if tr.lr_schedule != default.lr_schedule:
         args += ["--lr-schedule", tr.lr_schedule]
+    if tr.norm != default.norm:
+        args += ["--norm", tr.norm]
     if tr.threads != default.threads:
         args += ["--threads", str(tr.threads)]
     if tr.amp:

@@ -131,6 +131,9 @@ class StudyConfig:
             raise ValueError(f"n_trials must be a positive int, got {self.n_trials!r}")
         for p in self.pools:
             _check_pool_spec(p)
+        if self.model is not None and self.train.norm != "none":
+            raise ValueError(f"norm={self.train.norm!r} adds batch norm to the lab's reference network, not to a "
+                             "model= factory; put the normalization in your factory")
         if self.model is not None:
             from .custom import model_name, resolve_factory
 
@@ -152,7 +155,7 @@ class StudyConfig:
         if self.n_trials is None:
             raise ValueError("search_space is sampled by the TPE search: give n_trials too "
                              "(--sampler tpe --n-trials N)")
-        arch = sorted(set(space.knobs) & {"channels", "blocks", "kernel_size", "padding"})
+        arch = sorted(set(space.knobs) & {"channels", "blocks", "kernel_size", "padding", "norm"})
         if self.model is not None and (arch or space.learn):
             raise ValueError(f"search_space: {', '.join(arch + (['learn'] if space.learn else []))} shape the lab's "
                              "reference network, not a model= factory; search lr, steps, weight_decay or "
@@ -172,7 +175,7 @@ class StudyConfig:
         """
         train = self.train.to_dict()
         train.pop("device", None)
-        for key, plain in (("amp", False), ("lr_schedule", "constant")):  # added later: only when set
+        for key, plain in (("amp", False), ("lr_schedule", "constant"), ("norm", "none")):  # added later: only when set
             if train.get(key) == plain:
                 train.pop(key, None)
         ident: dict[str, Any] = {

@@ -35,7 +35,7 @@ from .compute import trial_compute
 from .custom import BuiltModel, ModelSpec, build_model_for
 from .data import Dataset
 from .lever import check_lever
-from .models import PADDING_MODES, LeverNet
+from .models import NORMS, PADDING_MODES, LeverNet
 
 __all__ = [
     "TrainConfig", "TrainFn", "build_model", "build_trial_model", "train_model", "evaluate", "run_trial",
@@ -69,6 +69,7 @@ class TrainConfig:
         blocks: conv blocks.
         kernel_size: conv kernel; None = 5 in 1-D, 3 in 2-D and 3-D.
         padding: conv padding mode, ``"zeros"`` or ``"circular"``.
+        norm: ``"none"`` or ``"batch"``: a BatchNorm after each conv of the reference CNN.
         class_weight: ``"auto"`` (balanced for binary tasks, none otherwise), ``"balanced"`` or ``"none"``.
         max_shift: largest shift for shifted accuracy and consistency; None = 1/8 of the smallest axis.
         threads: torch intra-op threads while the trial runs.
@@ -87,6 +88,7 @@ class TrainConfig:
     blocks: int = 2
     kernel_size: int | None = None
     padding: str = "zeros"
+    norm: str = "none"
     class_weight: str = "auto"
     max_shift: int | None = None
     threads: int = 1
@@ -110,6 +112,8 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.padding not in PADDING_MODES:
             raise ValueError(f"padding must be one of {PADDING_MODES}, got {self.padding!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.class_weight not in ("auto", "balanced", "none"):
             raise ValueError(f"class_weight must be 'auto', 'balanced' or 'none', got {self.class_weight!r}")
         if self.max_shift is not None and (not isinstance(self.max_shift, int) or self.max_shift < 1):
@@ -180,6 +184,7 @@ def build_model(ds: Dataset, pool: str, lever: float, config: TrainConfig) -> Le
         channels=config.channels,
         blocks=config.blocks,
         kernel_size=config.kernel_size,
+        norm=config.norm,
     )
 
 
