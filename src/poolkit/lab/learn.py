@@ -81,7 +81,7 @@ from torch import Tensor, nn
 
 from .data import Dataset
 from .lever import check_lever, pool_schedule
-from .models import LeverNet, _probe, build_pool
+from .models import LeverNet, _first, _probe, build_pool
 
 __all__ = ["LearnConfig", "LearnedLeverNet", "parse_learn", "run_learned_trial", "learn_key", "OBJECTIVES"]
 
@@ -410,10 +410,6 @@ class LearnedLeverNet(nn.Module):
     def weight_parameters(self) -> list[nn.Parameter]:
         """Every parameter except the lever α."""
         return [p for n, p in self.named_parameters() if n != "alpha"]
-
-
-def _first(y: Tensor | tuple[Tensor, ...]) -> Tensor:
-    return y[0] if isinstance(y, tuple) else y
 
 
 def _grid_path(

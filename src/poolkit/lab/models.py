@@ -68,6 +68,11 @@ def build_pool(
     return poolkit.create_pool(spec, dim=dim, kernel_size=kernel, stride=kernel, channels=channels, **kw)
 
 
+def _first(y: Tensor | tuple[Tensor, ...]) -> Tensor:
+    """The map of a pool's output (a pool that also returns indices or a mask gives a tuple)."""
+    return y[0] if isinstance(y, tuple) else y
+
+
 def _probe(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
     """Output shape ``(C, *spatial)`` of ``module`` for one positive input of ``shape`` (eval, no grad)."""
     x = torch.rand((1, *shape), generator=torch.Generator().manual_seed(0)) + 0.1
@@ -75,7 +80,7 @@ def _probe(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
     with torch.no_grad():
         y = module.eval()(x)
     module.train(was_training)
-    return tuple(int(n) for n in (y[0] if isinstance(y, tuple) else y).shape[1:])
+    return tuple(int(n) for n in _first(y).shape[1:])
 
 
 class LeverNet(nn.Module):
@@ -166,8 +171,7 @@ class LeverNet(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """The head's input: the conv stack and pools applied to ``x``."""
-        y = self.body(x)
-        return y[0] if isinstance(y, tuple) else y
+        return _first(self.body(x))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))

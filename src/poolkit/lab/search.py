@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from .data import Dataset
+from .models import NORMS
 
 __all__ = ["Knob", "KNOBS", "SearchSpace", "parse_search_space", "holdout_split", "validation_metrics",
            "retrain_best", "best_command", "search_summary", "fold_mean", "HOLDOUT", "FOLDS"]
@@ -85,7 +86,7 @@ KNOBS: dict[str, Knob] = {
     "lr_schedule": Knob("cat", choices=("constant", "cosine")),
     "batch_size": Knob("cat", choices=(32, 64, 100, 200)),
     "padding": Knob("cat", choices=("zeros", "circular")),
-    "norm": Knob("cat", choices=("none", "batch")),
+    "norm": Knob("cat", choices=NORMS),
 }
 _GROUPS = {"arch": ("channels", "blocks", "kernel_size", "lr", "steps"), "all": tuple(KNOBS)}
 _POSITIVE_INT = ("channels", "blocks", "steps", "batch_size")
