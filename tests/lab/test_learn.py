@@ -285,6 +285,20 @@ def test_regrid_says_when_a_statistic_cannot_take_the_grid_architecture():
     assert other.is_regridded
 
 
+@pytest.mark.parametrize("pool", ["gated", "gem", "lps"])
+def test_regrid_adds_no_weights_to_a_learned_net_and_refuses_pools_that_have_their_own(pool):
+    net = LearnedLeverNet(1, 5, (40,), pool, channels=4)
+    owners = {name.split(".")[0] for name, _ in net.named_parameters()}
+    assert owners <= {"body", "pools", "heads", "alpha"}  # no unused grid pools among the parameters
+    assert not any(key.startswith("grid_pools") for key in net.state_dict())
+    assert set(net.regrid_refused) == {1, 2, 3} and "weights of their own" in net.regrid_refused[2]
+    with torch.no_grad():
+        net.alpha.copy_(torch.tensor([-9.0, -9.0, -9.0, 2.0, -9.0]))
+    with pytest.warns(UserWarning, match="no regrid"):
+        net.commit(prune=0.05, regrid=True)
+    assert not net.is_regridded
+
+
 def test_a_regridded_trial_trains_and_reports_it(tiny):
     cfg = TrainConfig(steps=8, channels=4, batch_size=16)
     learn = LearnConfig(arch_every=1, commit=0.5, prune=0.0, warmup=0.0, regrid=True)

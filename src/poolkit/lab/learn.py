@@ -308,8 +308,9 @@ class LearnedLeverNet(nn.Module):
         With ``regrid=True`` each kept head then sees the maps of the grid's own model at its λ: the
         shared conv blocks with that model's pools between them (:class:`poolkit.lab.models.LeverNet`),
         so a λ that pools early runs its later blocks at the lower resolution, as a grid trial does.
-        Where that architecture cannot be built for a kept head (:attr:`regrid_refused` says why) the
-        heads stay as they are and a warning says so.
+        Where that architecture cannot be built for a kept head (:attr:`regrid_refused` says why: a
+        statistic that changes the channel count, or whose pools have weights of their own, as gated, gem
+        and lps) the heads stay as they are and a warning says so.
 
         Example:
             >>> net = LearnedLeverNet(1, 10, (40,), "max")
@@ -431,6 +432,9 @@ def _grid_path(
         size = tuple(rest)
     if size != head_size:
         return None, f"the grid's pools end at {size}, the head takes {head_size}"
+    if any(p.state_dict() for p in pools):
+        # such pools would sit in every learned net (its parameters, its state_dict) and start untrained
+        return None, f"{pool!r} pools carry weights of their own, which would start untrained at the commit"
     return nn.ModuleList(pools), ""
 
 
